@@ -1,0 +1,32 @@
+# Two commands set everything up on a fresh machine: `make reproduce` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+DATA_DIR ?=
+DEVICE ?= auto
+RETRAIN ?= False
+
+.PHONY: install test lint reproduce lab clean-results
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name galaxylib --display-name "Python (galaxylib)" >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check galaxylib tests benchmarks
+
+reproduce: $(VENV)/.installed
+	$(PY) -m galaxylib reproduce --profile $(PROFILE) --device $(DEVICE) --retrain $(RETRAIN) \
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+lab: $(VENV)/.installed
+	$(VENV)/bin/jupyter lab notebooks/
