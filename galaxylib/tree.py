@@ -6,7 +6,8 @@ renormalised it to sum to 1). Everything here follows ../shared/docs/gz_decision
 Dieleman's `custom.py` (question slices and the order of the rescaling steps).
 
 The array functions accept numpy arrays and torch tensors alike, so the synthetic-vote generator
-(numpy) and the output layer (torch) share one definition of the tree.
+(numpy) and the output layer (torch) share one definition of the tree. torch is imported only when a tensor
+or the output layer is asked for: `synth` and `check-data` start in a fraction of a second without it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
 
 ANSWERS_PER_QUESTION = (3, 2, 2, 2, 4, 2, 3, 7, 3, 3, 6)
 
@@ -89,23 +88,28 @@ def question_of_column(column: str | int) -> Question:
 
 
 def _xp(x):
-    return torch if isinstance(x, torch.Tensor) else np
+    if isinstance(x, np.ndarray):
+        return np
+    import torch
+
+    return torch
+
+
+def _cat(parts: list, like):
+    return np.concatenate(parts, 1) if _xp(like) is np else _xp(like).cat(parts, 1)
 
 
 def parent_weights(targets):
     """(N, 37) cumulative targets -> (N, 11) parent weight of each question (1 for Q1 and Q6)."""
-    xp = _xp(targets)
     ones = targets[:, :1] * 0 + 1
     cols = [ones if q.parent is None else targets[:, q.parent : q.parent + 1] for q in QUESTIONS]
-    return xp.concatenate(cols, 1) if xp is np else torch.cat(cols, 1)
+    return _cat(cols, targets)
 
 
 def question_sums(targets):
     """(N, 37) -> (N, 11): the sum of each question's answers."""
-    xp = _xp(targets)
-    sums = [targets[:, s].sum(1, keepdims=True) if xp is np else targets[:, s].sum(1, keepdim=True)
-            for s in QUESTION_SLICES]  # fmt: skip
-    return xp.concatenate(sums, 1) if xp is np else torch.cat(sums, 1)
+    sums = [targets[:, s].sum(1)[:, None] for s in QUESTION_SLICES]
+    return _cat(sums, targets)
 
 
 def conditionals_to_targets(conditionals):
@@ -117,7 +121,7 @@ def conditionals_to_targets(conditionals):
         parent_q = question_of_column(q.parent)
         parent_value = columns[parent_q.number - 1][:, q.parent - parent_q.start]
         columns[number - 1] = columns[number - 1] * parent_value[:, None]
-    return np.concatenate(columns, 1) if _xp(conditionals) is np else torch.cat(columns, 1)
+    return _cat(columns, conditionals)
 
 
 def targets_to_conditionals(targets, eps: float = 1e-12):
@@ -132,10 +136,10 @@ def targets_to_conditionals(targets, eps: float = 1e-12):
     parts = []
     for q in QUESTIONS:
         w = weights[:, q.number - 1 : q.number]
-        safe = xp.where(w > eps, w, xp.ones_like(w)) if xp is np else torch.where(w > eps, w, torch.ones_like(w))
+        safe = xp.where(w > eps, w, xp.ones_like(w))
         part = targets[:, q.slice] / safe
         parts.append(part * (w > eps))
-    cond = np.concatenate(parts, 1) if xp is np else torch.cat(parts, 1)
+    cond = _cat(parts, targets)
     return cond, reached
 
 
@@ -167,18 +171,10 @@ def check_constraints(targets: np.ndarray, galaxy_ids, tol: float = 1e-3) -> lis
     return [Violation(int(ids[r]), int(q) + 1, float(err[r, q])) for r, q in zip(rows, qs, strict=True)]
 
 
-class DecisionTreeNorm(nn.Module):
-    """Dieleman's output layer: ReLU, divisive normalisation per question, then the cumulative rescaling.
+def __getattr__(name: str):
+    # DecisionTreeNorm is a torch module: defined on first use so that importing the tree never imports torch
+    if name == "DecisionTreeNorm":
+        from galaxylib._tree_layer import DecisionTreeNorm
 
-    Its outputs satisfy the Kaggle constraints by construction. The paper tried a layer like this and found
-    a plain sigmoid better; we keep it as an ablation (`--tree-output`).
-    """
-
-    def __init__(self, eps: float = 1e-12):
-        super().__init__()
-        self.eps = eps
-
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        z = torch.relu(logits.float())
-        parts = [z[:, s] / (z[:, s].sum(1, keepdim=True) + self.eps) for s in QUESTION_SLICES]
-        return conditionals_to_targets(torch.cat(parts, 1))
+        return DecisionTreeNorm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
