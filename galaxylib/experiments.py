@@ -1,0 +1,205 @@
+"""The paper's table rows as named experiments, and the profiles that scale them.
+
+One source of truth: every row of Tables I and II is an `Experiment` here with the settings of the paper's code
+(paper_code_facts.md). A `Profile` scales a row (images, epochs, pixels) to fit a machine; it never copies one.
+Notebooks and the command line pick an experiment and a profile by name and get a `RunConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+# The cache stores the whole 424-px frame (source_crop=424) so rotated crops keep the image content in their
+# corners exactly where the paper's rotate-then-crop has it.
+SOURCE_CROP = 424
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One row of the paper's tables, as the paper's code ran it."""
+
+    name: str
+    label: str  # the row's name in the paper
+    table: str  # "I", "II" or "I, II"
+    model: str  # galaxylib.models name
+    epochs: int
+    pretrained: bool
+    img_size: int  # model input, px
+    crop_range: tuple[int, int]  # training zoom-crop side in original px, [low, high) as numpy integers()
+    eval_crop: int  # centre crop for validation and test views, original px
+    cache_size: int  # px at which the whole 424-px frame is cached (keeps every resample under 2x shrink)
+    batch_size: int = 105
+    lr: float = 1e-4
+    min_lr: float = 1e-8
+    seed: int = 1
+    paper_weights: str = ""  # what the paper loaded
+
+    @property
+    def family(self) -> str:
+        """'baseline' (the paper's small CNNs) or 'foundation' (the large pretrained backbones)."""
+        return "baseline" if self.model.startswith("baseline") else "foundation"
+
+
+_BASELINE = dict(img_size=128, crop_range=(184, 352), eval_crop=256, cache_size=256)
+_FOUNDATION = dict(img_size=224, crop_range=(128, 288), eval_crop=224, cache_size=424)
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment("baseline", "Baseline", "I, II", "baseline", 240, False, **_BASELINE),
+        Experiment("baseline_cbam", "Baseline + CBAM", "I", "baseline_cbam", 240, False, **_BASELINE),
+        Experiment("resnet50_scratch", "ResNet50 (not pretrained)", "II", "resnet50", 120, False, **_FOUNDATION),
+        Experiment("resnet50", "ResNet50", "II", "resnet50", 30, True, paper_weights="torchvision IMAGENET1K_V1",
+                   **_FOUNDATION),
+        Experiment("resnet101", "ResNet101", "II", "resnet101", 30, True,
+                   paper_weights="torchvision IMAGENET1K_V1", **_FOUNDATION),
+        Experiment("convnext_large", "ConvNeXt Large", "II", "convnext_large", 30, True,
+                   paper_weights="torchvision IMAGENET1K_V1", **_FOUNDATION),
+        Experiment("dinov2_base", "DINOv2 Base (ViT-B/14, registers)", "II", "dinov2_vitb14_reg", 15, True,
+                   paper_weights="torch.hub dinov2_vitb14_reg (LVD-142M)", **_FOUNDATION),
+    )
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a profile scales an experiment. `None` keeps the paper's value."""
+
+    name: str
+    description: str
+    epoch_scale: float = 1.0  # epochs = max(min_epochs, round(paper epochs * epoch_scale))
+    min_epochs: int = 1
+    max_epochs: int | None = None
+    img_scale: float = 1.0  # model input px = paper px * img_scale (rounded to the model's stride)
+    max_images: int | None = None  # cap on galaxies used (train + validation), a fixed seeded subset
+    batch_size: int | None = None
+    # the foundation models cost 10-100x the baseline per image: small profiles scale them further
+    foundation_img_scale: float | None = None
+    foundation_max_images: int | None = None
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("paper", "the paper's settings exactly: all images, all epochs, 128/224 px, batch 105"),
+        Profile("quick", "a 2-core CPU in minutes: baseline CNNs on <= 1,500 galaxies at 32 px for 1/40 of their "
+                "epochs (6); foundation models on <= 300 galaxies at 32 px (DINOv2 28 px) for 2 epochs; batch 64",
+                epoch_scale=1 / 40, min_epochs=2, max_epochs=10, img_scale=0.25, max_images=1500, batch_size=64,
+                foundation_img_scale=1 / 7, foundation_max_images=300),
+        Profile("smoke", "seconds, for tests: <= 96 galaxies, 1 epoch, 16 px (foundation models 32 px, ViT 28 px), "
+                "batch 16",
+                epoch_scale=0.0, min_epochs=1, max_epochs=1, img_scale=0.125, max_images=96, batch_size=16,
+                foundation_img_scale=1 / 7, foundation_max_images=48),
+    )
+}  # fmt: skip
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs, resolved from an experiment, a profile and overrides.
+
+    Saved as the run's config.json; its hash names the run folder, so a changed setting never reuses a run.
+    """
+
+    experiment: str
+    profile: str
+    model: str
+    epochs: int
+    batch_size: int
+    lr: float
+    min_lr: float
+    seed: int
+    img_size: int
+    crop_range: tuple[int, int]
+    eval_crop: int
+    cache_size: int
+    source_crop: int = SOURCE_CROP
+    pretrained: bool = False
+    weights_file: str | None = None
+    head: str = "faithful"  # or "plain"
+    tree_output: bool = False
+    max_images: int | None = None
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    device: str = "auto"
+    compile: bool = False
+    channels_last: bool = True
+    tta: int = 16  # test-time views: n rotations x 2 flips
+    data_dirs: list[str] = field(default_factory=list)
+    world_size: int = 1
+
+    # settings that change results; the rest (device, precision, ...) are recorded but not hashed
+    RESULT_KEYS = ("experiment", "model", "epochs", "batch_size", "lr", "min_lr", "seed", "img_size",
+                   "crop_range", "eval_crop", "cache_size", "source_crop", "pretrained", "weights_file",
+                   "head", "tree_output", "max_images", "data_dirs")  # fmt: skip
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["crop_range"] = list(self.crop_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["crop_range"] = tuple(d["crop_range"])
+        return cls(**d)
+
+    def result_hash(self) -> str:
+        d = self.to_dict()
+        blob = json.dumps({k: d[k] for k in self.RESULT_KEYS}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+    def run_name(self) -> str:
+        return f"{self.experiment}-{self.result_hash()}"
+
+
+def _round_to(x: float, multiple: int) -> int:
+    return max(multiple, int(round(x / multiple)) * multiple)
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        from galaxylib.cli import UserError
+
+        raise UserError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        from galaxylib.cli import UserError
+
+        raise UserError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def resolve(experiment: str, profile: str = "paper", **overrides) -> RunConfig:
+    """The run settings of `experiment` scaled by `profile`; keyword overrides win (None means no override)."""
+    exp, prof = get_experiment(experiment), get_profile(profile)
+    epochs = max(prof.min_epochs, round(exp.epochs * prof.epoch_scale))
+    if prof.max_epochs is not None:
+        epochs = min(epochs, prof.max_epochs)
+    stride = 14 if exp.model.startswith("dinov2") else 16  # ViT patch / four 2x poolings of the baseline
+    foundation = exp.family == "foundation"
+    img_scale = prof.foundation_img_scale if foundation and prof.foundation_img_scale else prof.img_scale
+    max_images = prof.foundation_max_images if foundation and prof.foundation_max_images else prof.max_images
+    img_size = _round_to(exp.img_size * img_scale, stride)
+    # keep the cache at the same px per output px as the paper-size setting, capped at the JPEG's own 424
+    cache_size = min(SOURCE_CROP, math.ceil(exp.cache_size * img_size / exp.img_size))
+    cfg = RunConfig(
+        experiment=exp.name, profile=prof.name, model=exp.model, epochs=epochs,
+        batch_size=prof.batch_size or exp.batch_size, lr=exp.lr, min_lr=exp.min_lr, seed=exp.seed,
+        img_size=img_size, crop_range=exp.crop_range, eval_crop=exp.eval_crop, cache_size=cache_size,
+        pretrained=exp.pretrained, max_images=max_images,
+    )  # fmt: skip
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if not hasattr(cfg, key):
+            raise TypeError(f"unknown run setting {key!r}")
+        setattr(cfg, key, tuple(value) if key == "crop_range" else value)
+    return cfg
