@@ -158,7 +158,7 @@ def _row(name, pipeline, precision, batch, train_ips, val_ips, device) -> dict:
     return row
 
 
-def markdown(df: pd.DataFrame) -> str:
+def markdown(df: pd.DataFrame, n_images: int) -> str:
     lines = ["| model | paper s/epoch (RTX A6000) | faithful s/epoch | fast s/epoch (batch) | target | speed-up vs "
              "paper | speed-up vs faithful |", "|---|---|---|---|---|---|---|"]
     for name in df["experiment"].unique():
@@ -174,8 +174,11 @@ def markdown(df: pd.DataFrame) -> str:
                      f"({int(best['batch'])}) | <= {TARGET_EPOCH_S[name]} | {PAPER_EPOCH_S[name] / fast_s:.1f}x "
                      f"| {f / fast_s:.1f}x |")
     dev = df["device"].iloc[0]
-    return (f"Epoch = 55,420 training + 6,158 validation images, from steady-state throughput on {dev} "
-            f"({df['date'].iloc[0]}); synthetic 424x424 JPEGs; random initial weights.\n\n" + "\n".join(lines) + "\n")
+    return (f"Epoch = 55,420 training + 6,158 validation images, extrapolated from steady-state throughput on {dev} "
+            f"({df['date'].iloc[0]}), measured on {n_images:,} synthetic Kaggle-sized (424x424) JPEGs with random "
+            "initial weights. faithful = the paper's PIL DataLoader (8 workers), fp32, batch 105; fast = "
+            "galaxylib.train (GPU cache and augmentation, bf16, channels_last, fused Adam).\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def main(argv=None) -> int:
@@ -229,8 +232,8 @@ def main(argv=None) -> int:
     df = pd.DataFrame(rows, columns=COLUMNS)
     df.to_csv(csv_path, index=False)
     if not df.empty:
-        (args.out / "throughput.md").write_text(markdown(df))
-        print(markdown(df))
+        (args.out / "throughput.md").write_text(markdown(df, len(data)))
+        print(markdown(df, len(data)))
     print(f"wrote {csv_path} in {time.perf_counter() - t_start:.0f} s")
     return 0
 

@@ -34,7 +34,8 @@ def test_run_folder_and_metrics(synth_dir, tmp_path):
     cfg = _cfg(synth_dir, epochs=2)
     metrics = gtrain.train(cfg, tmp_path / "run", progress=False)
     run = tmp_path / "run"
-    for name in ("config.json", "history.csv", "last.pt", "best.pt", "metrics.json", "val_predictions.csv", "split.csv"):
+    for name in ("config.json", "history.csv", "last.pt", "best.pt", "metrics.json", "val_predictions.csv",
+                 "split.csv"):
         assert (run / name).is_file(), name
     hist = pd.read_csv(run / "history.csv")
     assert list(hist["epoch"]) == [1, 2]
@@ -60,7 +61,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(synth_dir, tmp_pat
     a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "split")
     assert all(torch.equal(a[k], b[k]) for k in a)
     ha, hb = pd.read_csv(tmp_path / "whole" / "history.csv"), pd.read_csv(tmp_path / "split" / "history.csv")
-    assert np.array_equal(ha[["train_loss", "val_loss", "lr"]].to_numpy(), hb[["train_loss", "val_loss", "lr"]].to_numpy())
+    cols = ["train_loss", "val_loss", "lr"]
+    assert np.array_equal(ha[cols].to_numpy(), hb[cols].to_numpy())
 
 
 def test_finished_run_is_reused_and_other_settings_are_refused(synth_dir, tmp_path):
