@@ -1,0 +1,270 @@
+"""AblationCAM (pytorch-grad-cam) on the 37 regression outputs, for the baseline CNNs, ResNets and DINOv2.
+
+The paper's Fig. 8 shows AblationCAM maps of the last convolutional layer. AblationCAM zeroes one channel at a
+time and weighs it by (s - s_ablated) / s, with s the explained score. Three pitfalls with our outputs:
+
+- grad-cam picks argmax(outputs) when no target is given, which means nothing for 37 vote fractions, so
+  every call here takes explicit targets (answer columns) and refuses to run without them.
+- A sigmoid output saturates near 1 (ablating a channel hardly moves it), and the raw pre-sigmoid logit is
+  negative for every answer predicted under 0.5, which flips the sign of all weights: the map would then
+  show the evidence *against* the answer. We therefore explain softplus(logit) of the answer: positive for
+  every prediction, monotone in the predicted vote fraction, and equal to the logit for confident answers.
+  `LogitsModel` exposes the logits to grad-cam; `AnswerTarget` applies the softplus.
+- A score near 0 only scales the weights of that image (maps are min-max scaled per image anyway), but maps
+  of rare answers are noise: `select_targets` picks answers whose predicted value is non-trivial.
+
+ViTs: the activations are tokens, so `model.cam_reshape_transform` drops the prefix tokens (DINOv2-reg4:
+1 class + 4 register tokens) and lays the patch tokens out on their grid, and `AblationLayerVit` ablates them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from galaxylib import tree
+
+# answers whose maps say something about shape: Q1 smooth/features, Q2 edge-on, Q4 spiral, Q7 roundness
+SHAPE_ANSWERS: tuple[str, ...] = (
+    "Class1.1", "Class1.2", "Class2.1", "Class4.1", "Class7.1", "Class7.2", "Class7.3",
+)  # fmt: skip
+
+
+def answer_label(column: str | int) -> str:
+    """'Class1.1' -> 'Q1 smooth' (for titles)."""
+    name = tree.COLUMNS[column] if isinstance(column, int) else column
+    q = tree.question_of_column(name)
+    return f"Q{q.number} {q.answers[q.columns.index(name)]}"
+
+
+def column_index(column: str | int) -> int:
+    if isinstance(column, int | np.integer):
+        if not 0 <= int(column) < tree.NUM_OUTPUTS:
+            raise ValueError(f"answer index {column} is not in 0..{tree.NUM_OUTPUTS - 1}")
+        return int(column)
+    if column not in tree.COLUMNS:
+        raise ValueError(f"unknown answer column {column!r} (expected e.g. 'Class1.1')")
+    return tree.COLUMNS.index(column)
+
+
+class LogitsModel(nn.Module):
+    """Wraps a GalaxyModel so that grad-cam sees the 37 pre-activation outputs (`model.logits`).
+
+    The wrapped model stays a child module, so grad-cam can find and swap its target layer.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.logits(x)
+
+
+class AnswerTarget:
+    """grad-cam target: softplus of one answer's logit (positive, monotone in the predicted vote fraction)."""
+
+    def __init__(self, column: str | int):
+        self.index = column_index(column)
+        self.column = tree.COLUMNS[self.index]
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        z = model_output[..., self.index] if model_output.ndim == 1 else model_output[:, self.index]
+        return F.softplus(z.float())
+
+    def __repr__(self) -> str:
+        return f"AnswerTarget({self.column!r})"
+
+
+def _targets_for(targets, n: int) -> list[AnswerTarget]:
+    if targets is None:
+        raise ValueError("explicit targets are required (answer columns such as 'Class1.1'): with none, "
+                         "grad-cam would explain argmax(outputs), meaningless for 37 regression outputs")
+    if isinstance(targets, str | int | np.integer):
+        targets = [targets] * n
+    targets = list(targets)
+    if len(targets) != n:
+        raise ValueError(f"{len(targets)} targets for {n} images: give one answer column per image")
+    return [t if isinstance(t, AnswerTarget) else AnswerTarget(t) for t in targets]
+
+
+def ablation_cam(model: nn.Module, images: torch.Tensor, targets: str | int | Sequence, *,
+                 batch_size: int = 32, ratio_channels_to_ablate: float = 1.0,
+                 quiet: bool = True) -> np.ndarray:
+    """AblationCAM maps (B, H, W) in [0, 1] of `model.cam_target_layer` for normalised images (B, 3, H, W).
+
+    targets: one answer column (name or index) for all images, or one per image; required. The maps are
+    positive-only and min-max scaled per image (grad-cam's convention): compare shapes, not magnitudes.
+    ratio_channels_to_ablate < 1 ablates only the channels grad-cam's SVD heuristic ranks highest and lowest
+    (2 x ratio of them), which is what makes DINOv2 or ResNet50 maps affordable on a CPU.
+    """
+    from pytorch_grad_cam import AblationCAM
+    from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerVit
+
+    if images.ndim != 4:
+        raise ValueError(f"expected a (B, 3, H, W) batch, got shape {tuple(images.shape)}")
+    cam_targets = _targets_for(targets, images.shape[0])
+    if not 0 < ratio_channels_to_ablate <= 1:
+        raise ValueError(f"ratio_channels_to_ablate must be in (0, 1], got {ratio_channels_to_ablate}")
+    was_training = model.training
+    wrapped = LogitsModel(model).eval()
+    device = next(model.parameters()).device
+    is_vit = bool(getattr(model, "is_vit", False))
+    layer = AblationLayerVit() if is_vit else AblationLayer()  # fresh: grad-cam's default is shared state
+    cam = AblationCAM(wrapped, target_layers=[model.cam_target_layer],
+                      reshape_transform=getattr(model, "cam_reshape_transform", None), ablation_layer=layer,
+                      batch_size=batch_size, ratio_channels_to_ablate=ratio_channels_to_ablate)
+    # grad-cam draws a tqdm bar per image and channel batch on stderr; keep notebooks and logs readable
+    quiet_ctx = contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext()
+    try:
+        with quiet_ctx:
+            maps = cam(input_tensor=images.to(device), targets=cam_targets)
+    finally:
+        cam.activations_and_grads.release()
+        model.train(was_training)
+    return np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def select_targets(preds: np.ndarray, k: int = 2, candidates: Sequence[str] = SHAPE_ANSWERS,
+                   min_value: float = 0.1) -> list[list[str]]:
+    """For each galaxy, the k candidate answers with the highest predicted value (at least `min_value`).
+
+    Explaining an answer the model gives ~0 is explaining noise; when fewer than k candidates pass, the
+    highest ones are used anyway so that every galaxy gets k maps.
+    """
+    preds = np.asarray(preds, np.float64)
+    idx = [column_index(c) for c in candidates]
+    out = []
+    for row in preds:
+        order = sorted(idx, key=lambda i: -row[i])
+        good = [i for i in order if row[i] >= min_value]
+        chosen = (good + [i for i in order if i not in good])[:k]
+        out.append([tree.COLUMNS[i] for i in chosen])
+    return out
+
+
+def overlay(rgb: np.ndarray, cam_map: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """A heat-map (jet) of `cam_map` over an RGB image in [0, 1]; the map is resized to the image."""
+    import matplotlib
+
+    h, w = rgb.shape[:2]
+    m = torch.from_numpy(np.asarray(cam_map, np.float32))[None, None]
+    m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
+    heat = matplotlib.colormaps["jet"](m)[..., :3]
+    return np.clip((1 - alpha) * np.asarray(rgb, np.float64) + alpha * heat, 0, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# examples for the notebooks' figures
+
+
+@dataclass
+class Examples:
+    """Validation galaxies prepared for CAM: model inputs (eval transform) and images to draw on."""
+
+    ids: np.ndarray
+    inputs: torch.Tensor  # (B, 3, img_size, img_size), normalised as the model sees them
+    display: list[np.ndarray]  # (H, W, 3) in [0, 1]: the centre crop the model sees, at display resolution
+    labels: np.ndarray  # (B, 37)
+
+
+def pick_galaxies(labels: np.ndarray, n: int, columns: Sequence[str] = SHAPE_ANSWERS) -> list[int]:
+    """n distinct rows: the clearest example of each answer in `columns` in turn (highest label value)."""
+    labels = np.nan_to_num(np.asarray(labels, np.float64), nan=-1.0)
+    chosen: list[int] = []
+    for column in list(columns) * 2:
+        if len(chosen) >= min(n, len(labels)):
+            break
+        order = np.argsort(-labels[:, column_index(column)], kind="stable")
+        best = next((int(i) for i in order if int(i) not in chosen), None)
+        if best is not None:
+            chosen.append(best)
+    return chosen
+
+
+def validation_examples(run_dir: str | Path, n: int, display_px: int = 160) -> Examples:
+    """n validation galaxies of a run (its split.csv), chosen by `pick_galaxies`, ready for `ablation_cam`."""
+    import pandas as pd
+
+    from galaxylib import data as gdata
+    from galaxylib.augment import eval_transform
+    from galaxylib.experiments import RunConfig
+
+    run_dir = Path(run_dir)
+    cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    split = pd.read_csv(run_dir / "split.csv")
+    val_ids = set(split.loc[split["part"] == "val", "GalaxyID"].astype(np.int64))
+    galaxies = gdata.load_folders([Path(d) for d in cfg.data_dirs], verify_images=False, progress=False)
+    rows = np.flatnonzero(np.isin(galaxies.ids, list(val_ids)))
+    rows = rows[pick_galaxies(galaxies.labels[rows], n)]
+    paths = [galaxies.image_paths[i] for i in rows]
+    cache = np.stack([gdata.load_image(p, crop=cfg.source_crop, size=cfg.cache_size) for p in paths])
+    inputs = eval_transform(torch.from_numpy(cache).permute(0, 3, 1, 2), source_crop=cfg.source_crop,
+                            out_size=cfg.img_size, eval_crop=cfg.eval_crop)  # fmt: skip
+    display = [gdata.load_image(p, crop=cfg.eval_crop, size=display_px) / 255.0 for p in paths]
+    return Examples(galaxies.ids[rows], inputs, display, galaxies.labels[rows])
+
+
+def cam_grid_size(model: nn.Module, img_size: int) -> tuple[int, int]:
+    """The (h, w) grid of the CAM layer at this input size: how coarse the maps can possibly be."""
+    seen = {}
+    handle = model.cam_target_layer.register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, img_size, img_size, device=next(model.parameters()).device))
+    finally:
+        handle.remove()
+    out = seen["out"]
+    reshape = getattr(model, "cam_reshape_transform", None)
+    if reshape is not None:
+        out = reshape(out)
+    return int(out.shape[-2]), int(out.shape[-1])
+
+
+@dataclass
+class CamRows:
+    """One row per (galaxy, answer): what plot_cam_grid draws."""
+
+    display: list[np.ndarray]
+    maps: dict[str, np.ndarray]  # model label -> (rows, H, W)
+    titles: list[str]
+
+
+def explain(models: dict[str, nn.Module], examples: Examples | dict[str, Examples],
+            answers_per_galaxy: int = 2, **cam_kwargs) -> CamRows:
+    """AblationCAM maps of every model for the same galaxies and the same answers.
+
+    `examples` holds the galaxies as each model sees them: one `Examples` for all, or one per model (same
+    galaxies, e.g. at 32 px for a CNN and 28 px for DINOv2). The answers are those the models predict most
+    strongly on average among SHAPE_ANSWERS, so the explained scores are non-trivial and shared by all models.
+    """
+    per_model = examples if isinstance(examples, dict) else {name: examples for name in models}
+    first = per_model[next(iter(models))]
+    for name, ex in per_model.items():
+        if not np.array_equal(ex.ids, first.ids):
+            raise ValueError(f"the examples for {name!r} are other galaxies than those for the first model")
+
+    def predict(name: str) -> np.ndarray:
+        model = models[name].eval()
+        with torch.no_grad():
+            return model(per_model[name].inputs.to(next(model.parameters()).device)).float().cpu().numpy()
+
+    preds = np.mean([predict(name) for name in models], axis=0)
+    answers = select_targets(preds, k=answers_per_galaxy)
+    rows = [(g, a) for g, chosen in enumerate(answers) for a in chosen]
+    index = torch.tensor([g for g, _ in rows], dtype=torch.long)
+    targets = [a for _, a in rows]
+    maps = {name: ablation_cam(m, per_model[name].inputs[index], targets, **cam_kwargs)
+            for name, m in models.items()}  # fmt: skip
+    titles = [f"{first.ids[g]}: {answer_label(a)}\npredicted {preds[g, column_index(a)]:.2f}, "
+              f"label {first.labels[g, column_index(a)]:.2f}" for g, a in rows]  # fmt: skip
+    return CamRows([first.display[g] for g, _ in rows], maps, titles)

@@ -1,0 +1,389 @@
+"""`python -m galaxylib reproduce`: run the numbered notebooks headless (papermill) and collect their results.
+
+    results/<profile>/notebooks/   the rendered notebooks (a failing one is kept, with its traceback)
+    results/<profile>/tables/      CSV (full precision) + Markdown (captioned: data, profile, device)
+    results/<profile>/figures/     PNG
+    results/<profile>/runs/<experiment>-<hash>/   training runs (git-ignored), reused or resumed by train()
+
+The notebooks call back into this module for the parts every one of them needs: which data to use
+(`ensure_data`: the given folders, or a synthetic Galaxy Zoo generated once into the cache) and which run
+folder holds an experiment (`run_experiment`: trains it, resumes it or reuses it). Pretrained weights cannot
+be downloaded here: when they are not on disk, a foundation model trains from random initialisation and every
+table says "no (weights not found)".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from galaxylib.cli import UserError
+from galaxylib.experiments import EXPERIMENTS, RunConfig, get_profile, resolve
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+NOTEBOOKS: tuple[str, ...] = (
+    "00_data_exploration", "01_baseline", "02_cbam_ablation", "03_foundation_models", "04_paper_tables",
+)  # fmt: skip
+SYNTHETIC_SIZE = {"quick": 1500, "smoke": 120}  # galaxies generated when no data folder is given
+SYNTHETIC_SEED = 0
+KERNEL_NAME = "galaxylib"
+TEST_IMAGES_DIRNAME = "images_test_rev1"
+
+
+class NotebookFailed(UserError):
+    """A notebook raised: the message names the notebook, the cell and the error, in one line."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# where things go
+
+
+@dataclass(frozen=True)
+class Outputs:
+    root: Path
+    runs: Path
+    tables: Path
+    figures: Path
+    notebooks: Path
+
+
+def outputs(results_dir: str | Path, profile: str) -> Outputs:
+    """results/<profile>/{runs,tables,figures,notebooks}, created."""
+    root = Path(results_dir).expanduser().resolve() / profile
+    out = Outputs(root, root / "runs", root / "tables", root / "figures", root / "notebooks")
+    for folder in (out.runs, out.tables, out.figures, out.notebooks):
+        folder.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# data
+
+
+def synthetic_dir(profile: str) -> Path:
+    from galaxylib.data import default_cache_dir
+
+    n = SYNTHETIC_SIZE[profile]
+    return default_cache_dir() / "synthetic" / f"n{n}-seed{SYNTHETIC_SEED}"
+
+
+def ensure_data(profile: str, data_dirs: Sequence[str | Path] | None = None,
+                progress: bool = True) -> list[Path]:
+    """The data folders to use: the given ones (checked to exist), or the profile's synthetic Galaxy Zoo,
+    generated on first use into the cache and reused afterwards. The paper profile needs the real data."""
+    get_profile(profile)
+    if data_dirs:
+        dirs = [Path(d).expanduser().resolve() for d in data_dirs]
+        for d in dirs:
+            if not d.is_dir():
+                raise UserError(f"{d}: no such data folder")
+        return dirs
+    if profile not in SYNTHETIC_SIZE:
+        raise UserError(f"the '{profile}' profile needs the Kaggle Galaxy Zoo data: pass --data-dir DIR "
+                        f"(make reproduce PROFILE={profile} DATA_DIR=DIR); the README says how to get it")
+    from galaxylib import synth
+
+    out = synthetic_dir(profile)
+    if progress:
+        print(f"data: no --data-dir given, using the synthetic Galaxy Zoo in {out} "
+              f"({SYNTHETIC_SIZE[profile]} galaxies; generated on first use)", flush=True)
+    synth.generate(out, SYNTHETIC_SIZE[profile], SYNTHETIC_SEED, progress=progress)
+    return [out]
+
+
+def find_test_image_dirs(data_dirs: Sequence[str | Path]) -> list[Path]:
+    """Kaggle test-image folders (images_test_rev1/) inside the data folders."""
+    return [Path(d) / TEST_IMAGES_DIRNAME for d in data_dirs if (Path(d) / TEST_IMAGES_DIRNAME).is_dir()]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# runs
+
+
+@dataclass
+class Run:
+    """A finished training run of one experiment, as the notebooks use it."""
+
+    experiment: str
+    cfg: RunConfig
+    run_dir: Path
+    metrics: dict
+    pretrained: str  # the table's pretrained column
+
+    @property
+    def label(self) -> str:
+        return EXPERIMENTS[self.experiment].label
+
+    def history(self) -> pd.DataFrame:
+        return pd.read_csv(self.run_dir / "history.csv")
+
+    def load_model(self, which: str = "best"):
+        from galaxylib.train import load_run
+
+        return load_run(self.run_dir, which)[1]
+
+
+def weights_available(cfg: RunConfig) -> bool:
+    """True when the pretrained weights `cfg` asks for are on this machine (nothing is downloaded)."""
+    if not cfg.pretrained:
+        return True
+    if cfg.weights_file:
+        return Path(cfg.weights_file).expanduser().is_file()
+    from galaxylib.models import TIMM_NAMES, find_cached_weights
+
+    return cfg.model not in TIMM_NAMES or find_cached_weights(TIMM_NAMES[cfg.model]) is not None
+
+
+def plan_run(experiment: str, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
+             device: str = "auto") -> tuple[RunConfig, Path, str]:
+    """(config, run folder, pretrained label) of an experiment under a profile, without training.
+
+    A pretrained experiment whose weights are not on disk runs from random initialisation instead: its
+    config says pretrained=False (so it gets its own run folder) and its label says so.
+    """
+    from galaxylib.report import pretrained_label
+
+    cfg = resolve(experiment, profile, device=device, data_dirs=[str(Path(d).resolve()) for d in data_dirs])
+    if cfg.pretrained and not weights_available(cfg):
+        cfg.pretrained = False
+    label = pretrained_label(experiment, {"pretrained": cfg.pretrained})
+    return cfg, outputs(results_dir, profile).runs / cfg.run_name(), label
+
+
+def _finished_metrics(cfg: RunConfig, run_dir: Path) -> dict | None:
+    """metrics.json of a finished run of exactly `cfg` in run_dir, else None.
+
+    The same test train() makes before reusing a run, without loading last.pt (2.4 GB for ConvNeXt Large).
+    """
+    cfg_path, metrics_path = run_dir / "config.json", run_dir / "metrics.json"
+    if not (cfg_path.is_file() and metrics_path.is_file() and (run_dir / "last.pt").is_file()):
+        return None
+    saved = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+    metrics = json.loads(metrics_path.read_text())
+    if saved.result_hash() != cfg.result_hash() or metrics.get("epochs") != cfg.epochs:
+        return None
+    return metrics
+
+
+def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
+                   device: str = "auto", retrain: bool = False, progress: bool = True) -> Run:
+    """Train an experiment into results/<profile>/runs/<experiment>-<hash>/, or resume or reuse that run."""
+    from galaxylib.models import PretrainedWeightsMissing
+    from galaxylib.report import pretrained_label
+    from galaxylib.train import train
+
+    cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device)
+    if progress:
+        note = "" if label != "no (weights not found)" else " (pretrained weights not found: random init)"
+        print(f"== {experiment}: {EXPERIMENTS[experiment].label}, {profile} profile, {cfg.epochs} epochs at "
+              f"{cfg.img_size} px{note} -> {run_dir}", flush=True)
+    finished = _finished_metrics(cfg, run_dir)
+    if finished is not None and not retrain:
+        if progress:
+            print(f"{run_dir.name}: finished run reused (retrain=True trains it again)", flush=True)
+        return Run(experiment, cfg, run_dir, finished, label)
+    try:
+        metrics = train(cfg, run_dir, progress=progress, retrain=retrain)
+    except PretrainedWeightsMissing:  # found on disk by weights_available() but not loadable by the factory
+        cfg.pretrained = False
+        label = pretrained_label(experiment, {"pretrained": False})
+        run_dir = run_dir.parent / cfg.run_name()
+        metrics = train(cfg, run_dir, progress=progress, retrain=retrain)
+    return Run(experiment, cfg, run_dir, metrics, label)
+
+
+def make_submission(run: Run, data_dirs: Sequence[str | Path], out_path: str | Path, device: str = "auto",
+                    progress: bool = True) -> Path | None:
+    """A Kaggle submission from the run's best checkpoint for every image in images_test_rev1/ (if any)."""
+    import numpy as np
+    import torch
+
+    from galaxylib import data as gdata
+    from galaxylib import evaluate
+    from galaxylib.train import amp_dtype
+
+    folders = find_test_image_dirs(data_dirs)
+    if not folders:
+        return None
+    found = [gdata.load_images(f, progress=progress) for f in folders]
+    ids = np.concatenate([f.ids for f in found])
+    paths = [p for f in found for p in f.image_paths]
+    cfg, model = run.cfg, run.load_model("best")
+    dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    cache = gdata.build_cache(paths, crop=cfg.source_crop, size=cfg.cache_size, progress=progress)
+    preds = evaluate.predict(model.to(dev), torch.from_numpy(np.ascontiguousarray(cache)),
+                             source_crop=cfg.source_crop, out_size=cfg.img_size, eval_crop=cfg.eval_crop,
+                             tta=cfg.tta, device=dev, amp_dtype=amp_dtype("auto", dev), progress=progress)
+    evaluate.write_submission(ids, preds, out_path)
+    evaluate.check_submission(out_path, expected_ids=ids)
+    return Path(out_path)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# running the notebooks
+
+
+def ensure_kernel(name: str = KERNEL_NAME) -> str:
+    """A Jupyter kernel `name` running this Python (the venv's), registered into sys.prefix if missing."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        from ipykernel.kernelspec import install
+
+        install(prefix=sys.prefix, kernel_name=name, display_name="Python (galaxylib)")
+        return name
+    python = Path(spec.argv[0]) if spec.argv else None
+    if python is not None and python.is_absolute() and python.parent != Path(sys.executable).parent:
+        raise UserError(f"the Jupyter kernel '{name}' ({spec.resource_dir}) runs {python}, not this "
+                        f"environment's {sys.executable}: remove it (jupyter kernelspec remove {name}) and "
+                        "run again, or `make install`")
+    return name
+
+
+class _Echo:
+    """A file-like sink for a notebook's stdout or stderr (papermill's stdout_file / stderr_file): each line
+    is shown with the notebook's name in front, so a headless run says which notebook, experiment and epoch
+    it is at. Progress bars (lines redrawn with carriage returns) update one line in place on a terminal and
+    are left out of logs, apart from their final state."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.notebook = ""
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self._buffer = ""
+        self._bar_open = False
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        *lines, self._buffer = self._buffer.split("\n")
+        for line in lines:
+            final = line.split("\r")[-1].rstrip()  # what a terminal shows once the line is done
+            if final:
+                self._clear_bar()
+                self.stream.write(f"[{self.notebook}] {final}\n")
+        if self.tty and "\r" in self._buffer:
+            status = [s for s in self._buffer.split("\r") if s.strip()]
+            if status:
+                self.stream.write(f"\r[{self.notebook}] {status[-1][:110]}\033[K")
+                self._bar_open = True
+        self.stream.flush()
+        return len(text)
+
+    def _clear_bar(self) -> None:
+        if self._bar_open:
+            self.stream.write("\r\033[K")
+            self._bar_open = False
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _first_line(text: str) -> str:
+    lines = [s.strip() for s in str(text).strip().splitlines() if s.strip()]
+    return lines[0][:300] if lines else ""
+
+
+def run_notebook(name: str, *, parameters: dict, out: Outputs, notebooks_dir: Path, kernel_name: str,
+                 echo: _Echo) -> float:
+    """Execute one notebook into results/<profile>/notebooks/; returns seconds, raises NotebookFailed."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    src, dst = notebooks_dir / f"{name}.ipynb", out.notebooks / f"{name}.ipynb"
+    if not src.is_file():
+        raise UserError(f"{src}: no such notebook")
+    echo.notebook = name
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=kernel_name,
+                            progress_bar=False, stdout_file=echo, stderr_file=echo, cwd=str(notebooks_dir))
+    except PapermillExecutionError as err:
+        raise NotebookFailed(f"notebook {name}.ipynb failed in cell In [{err.exec_count}] (cell "
+                             f"{err.cell_index} of the rendered notebook): {err.ename}: "
+                             f"{_first_line(err.evalue)}; the rendered notebook with the traceback is {dst}"
+                             ) from None
+    except Exception as err:  # a dead kernel, a timeout, an unreadable notebook
+        raise NotebookFailed(f"notebook {name}.ipynb stopped: {type(err).__name__}: {_first_line(err)}; "
+                             f"partial output in {dst}") from None  # fmt: skip
+    return time.perf_counter() - start
+
+
+def run_notebooks(names: Sequence[str] = NOTEBOOKS, *, profile: str = "quick",
+                  data_dirs: Sequence[str | Path] | None = None, device: str = "auto", retrain: bool = False,
+                  results_dir: str | Path = "results", notebooks_dir: str | Path | None = None,
+                  stream=None) -> dict[str, float]:
+    """Run the notebooks in order with the same parameters; returns seconds per notebook.
+
+    Stops at the first failing notebook (NotebookFailed); the rendered notebooks are kept either way.
+    """
+    notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR).resolve()
+    unknown = [n for n in names if not (notebooks_dir / f"{n}.ipynb").is_file()]
+    if unknown:
+        raise UserError(f"no notebook {unknown[0]!r} in {notebooks_dir}; choose from: "
+                        + ", ".join(p.stem for p in sorted(notebooks_dir.glob("[0-9]*.ipynb"))))
+    stream = stream or sys.stdout
+    dirs = ensure_data(profile, data_dirs)
+    out = outputs(results_dir, profile)
+    parameters = dict(profile=profile, data_dirs=[str(d) for d in dirs], device=device, retrain=bool(retrain),
+                      results_dir=str(Path(results_dir).expanduser().resolve()))  # fmt: skip
+    kernel = ensure_kernel()
+    echo = _Echo(stream)
+    seconds: dict[str, float] = {}
+    try:
+        for i, name in enumerate(names, start=1):
+            print(f"[{i}/{len(names)}] {name}.ipynb ({profile} profile)", file=stream, flush=True)
+            seconds[name] = run_notebook(name, parameters=parameters, out=out, notebooks_dir=notebooks_dir,
+                                         kernel_name=kernel, echo=echo)  # fmt: skip
+            print(f"[{i}/{len(names)}] {name}.ipynb done in {seconds[name]:.0f} s", file=stream, flush=True)
+    finally:
+        _record(out.root / "reproduce.json", profile=profile, data_dirs=parameters["data_dirs"],
+                device=device, retrain=bool(retrain), seconds=seconds)
+    return seconds
+
+
+def _record(path: Path, *, seconds: dict[str, float], **settings) -> None:
+    """reproduce.json: the settings of the last call and the latest time of every notebook run so far."""
+    try:
+        previous = json.loads(path.read_text()).get("seconds", {})
+    except (OSError, ValueError):
+        previous = {}
+    merged = {**previous, **seconds}
+    order = [n for n in NOTEBOOKS if n in merged] + [n for n in merged if n not in NOTEBOOKS]
+    summary = dict(settings, seconds={n: merged[n] for n in order})
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def parse_bool(text: str | bool) -> bool:
+    """'True'/'False' (the Makefile's RETRAIN=...), also 1/0, yes/no."""
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes", "y", "on"):
+        return True
+    if value in ("false", "0", "no", "n", "off", ""):
+        return False
+    raise UserError(f"expected True or False, got {text!r}")
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    names = list(args.only) if args.only else list(NOTEBOOKS)
+    names = [Path(n).stem for n in names]  # accept '01_baseline.ipynb' too
+    seconds = run_notebooks(names, profile=args.profile, data_dirs=args.data_dirs, device=args.device,
+                            retrain=parse_bool(args.retrain), results_dir=args.results_dir)  # fmt: skip
+    out = outputs(args.results_dir, args.profile)
+    total = time.perf_counter() - start
+    print(f"done in {total:.0f} s ({', '.join(f'{n} {s:.0f} s' for n, s in seconds.items())})")
+    print(f"  notebooks: {out.notebooks}\n  tables:    {out.tables}\n  figures:   {out.figures}\n"
+          f"  runs:      {out.runs}")
+    return 0

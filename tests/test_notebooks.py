@@ -1,0 +1,245 @@
+"""The notebooks and the headless pipeline: clean sources, a full smoke reproduce, failures that say where."""
+
+import ast
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from galaxylib import cli, reproduce
+from galaxylib.cli import UserError
+from galaxylib.experiments import EXPERIMENTS, resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+COMMON_PARAMETERS = {"profile", "data_dirs", "device", "retrain", "results_dir"}
+
+
+def _parameters_cell(nb) -> nbformat.NotebookNode:
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell must be tagged 'parameters'"
+    return tagged[0]
+
+
+@pytest.mark.parametrize("name", reproduce.NOTEBOOKS)
+def test_source_notebooks_are_clean_and_parameterised(name):
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == reproduce.KERNEL_NAME
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, (
+                f"{name}: commit notebooks without outputs"
+            )
+        assert "papermill" not in cell.metadata and "injected-parameters" not in cell.metadata.get("tags", [])
+    names = {
+        t.id for node in ast.parse(_parameters_cell(nb).source).body for t in getattr(node, "targets", [])
+    }
+    assert COMMON_PARAMETERS <= names
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {name[:2]}")
+
+
+def test_echo_prefixes_lines_and_keeps_progress_bars_out_of_logs():
+    sink = io.StringIO()
+    echo = reproduce._Echo(sink)
+    echo.notebook = "01_baseline"
+    echo.write("== baseline: training\nepoch 1/")
+    echo.write("2  val rmse 0.2\n")
+    echo.write(
+        "\repoch 1:  10%|#   | 1/10\repoch 1: 100%|####| 10/10\r" + " " * 20 + "\r"
+    )  # tqdm, leave=False
+    echo.write("epoch 2/2\n")
+    assert sink.getvalue().splitlines() == [
+        "[01_baseline] == baseline: training",
+        "[01_baseline] epoch 1/2  val rmse 0.2",
+        "[01_baseline] epoch 2/2",
+    ]
+
+
+def test_parse_bool():
+    assert reproduce.parse_bool("True") and reproduce.parse_bool("1") and not reproduce.parse_bool("False")
+    with pytest.raises(UserError, match="True or False"):
+        reproduce.parse_bool("maybe")
+
+
+def test_paper_profile_without_data_is_a_clear_error(tmp_path, capsys):
+    assert cli.main(["reproduce", "--profile", "paper", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+    assert "Kaggle" in err and "--data-dir" in err and "README" in err
+
+
+def test_missing_pretrained_weights_fall_back_to_random_init_and_say_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    data = tmp_path / "data"
+    data.mkdir()
+    cfg, run_dir, label = reproduce.plan_run("resnet50", "smoke", [data], tmp_path / "results")
+    assert label == "no (weights not found)" and cfg.pretrained is False
+    paper_cfg = resolve("resnet50", "smoke", data_dirs=[str(data.resolve())])
+    assert (
+        paper_cfg.pretrained and run_dir.name != paper_cfg.run_name()
+    )  # never mistaken for a pretrained run
+    assert run_dir.parent == tmp_path / "results" / "smoke" / "runs"
+    cfg, _, label = reproduce.plan_run("resnet50_scratch", "smoke", [data], tmp_path / "results")
+    assert label == "no" and not cfg.pretrained
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the whole pipeline, smoke profile (one reproduce call for all five notebooks)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """A private cache for the synthetic data and image caches; the notebook kernels inherit it."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GALAXYLIB_CACHE_DIR", str(path))
+        mp.setenv("HF_HUB_CACHE", str(path / "hf"))  # no pretrained weights: the fallback is exercised
+        mp.setenv("TORCH_HOME", str(path / "torch"))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def smoke(cache_dir, tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    rc = cli.main(["reproduce", "--profile", "smoke", "--results-dir", str(results)])
+    yield rc, results / "smoke"
+    for checkpoint in (results / "smoke" / "runs").glob("*/*.pt"):  # ~6 GB; pytest keeps 3 old tmp dirs
+        checkpoint.unlink()
+
+
+@pytest.mark.slow
+def test_smoke_reproduce_renders_every_notebook_with_tables_and_figures(smoke):
+    rc, out = smoke
+    assert rc == 0
+    for name in reproduce.NOTEBOOKS:
+        nb = nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and 'profile = "smoke"' in injected[0].source
+        assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    for table in (
+        "00_tree_constraints",
+        "00_split",
+        "01_baseline_scores",
+        "02_table1",
+        "03_foundation_models",
+        "table1",
+        "table2",
+        "per_question_rmse",
+        "paper_reference",
+    ):
+        assert (out / "tables" / f"{table}.csv").is_file() and (out / "tables" / f"{table}.md").is_file()
+    for figure in (
+        "00_galaxies",
+        "00_label_distributions",
+        "00_views",
+        "01_baseline_history",
+        "02_history",
+        "02_ablation_cam",
+        "03_dinov2_history",
+        "03_history",
+        "03_ablation_cam",
+        "04_model_comparison",
+    ):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 5000, figure
+    summary = json.loads((out / "reproduce.json").read_text())
+    assert list(summary["seconds"]) == list(reproduce.NOTEBOOKS)
+
+
+@pytest.mark.slow
+def test_smoke_tables_are_the_runs_metrics(smoke):
+    rc, out = smoke
+    assert rc == 0
+    table2 = pd.read_csv(out / "tables" / "table2.csv")
+    assert list(table2["Experiment"]) == list(EXPERIMENTS)
+    for _, row in table2.iterrows():
+        metrics = json.loads((out / "runs" / row["Run"] / "metrics.json").read_text())
+        assert metrics["experiment"] == row["Experiment"]
+        for column, key in (
+            ("Val RMSE (TTA)", "val_rmse_tta"),
+            ("Val RMSE", "val_rmse"),
+            ("s / epoch", "seconds_per_epoch"),
+            ("Epochs", "epochs"),
+            ("Image px", "img_size"),
+        ):
+            assert row[column] == pytest.approx(metrics[key], rel=1e-12), (row["Experiment"], column)
+        assert row["Ours - paper"] == pytest.approx(metrics["val_rmse_tta"] - row["Paper score"], rel=1e-12)
+        assert row["Data"] == "synthetic" == metrics["data_source"] and row["Profile"] == "smoke"
+        paper_pretrained = EXPERIMENTS[row["Experiment"]].pretrained
+        assert row["Pretrained"] == ("no (weights not found)" if paper_pretrained else "no")
+    per_q = pd.read_csv(out / "tables" / "per_question_rmse.csv")
+    assert per_q["all"].tolist() == pytest.approx(table2["Val RMSE (TTA)"].tolist(), rel=1e-12)
+    md = (out / "tables" / "table2.md").read_text()
+    assert "data: synthetic" in md and "profile: smoke" in md and "not a reproduction" in md
+
+
+@pytest.mark.slow
+def test_rerun_reuses_finished_runs(smoke, capsys):
+    rc, out = smoke
+    assert rc == 0
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")}
+    assert len(mtimes) == len(EXPERIMENTS)
+    assert (
+        cli.main(
+            ["reproduce", "--profile", "smoke", "--results-dir", str(out.parent), "--only", "04_paper_tables"]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "[04_paper_tables]" in printed and printed.count("finished run reused") == len(EXPERIMENTS)
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")} == mtimes
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_stops_the_pipeline_and_says_where(cache_dir, tmp_path, monkeypatch, capsys):
+    broken = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, broken)
+    nb = nbformat.read(broken / "01_baseline.ipynb", as_version=4)
+    at = nb.cells.index(_parameters_cell(nb)) + 1
+    nb.cells.insert(at, nbformat.v4.new_code_cell('raise RuntimeError("deliberately broken cell")'))
+    nbformat.write(nb, broken / "01_baseline.ipynb")
+    monkeypatch.setattr(reproduce, "NOTEBOOKS_DIR", broken)
+    rc = cli.main(
+        [
+            "reproduce",
+            "--profile",
+            "smoke",
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--only",
+            "01_baseline",
+            "02_cbam_ablation",
+        ]
+    )
+    assert rc != 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1  # one line: notebook, cell, error, where to read the traceback
+    assert (
+        "01_baseline.ipynb" in err[0]
+        and "In [3]" in err[0]
+        and "RuntimeError: deliberately broken cell" in err[0]
+    )
+    rendered = tmp_path / "results" / "smoke" / "notebooks" / "01_baseline.ipynb"
+    assert str(rendered) in err[0]
+    text = rendered.read_text()
+    assert "deliberately broken cell" in text and "papermill-error-cell-tag" in text
+    assert not (tmp_path / "results" / "smoke" / "notebooks" / "02_cbam_ablation.ipynb").exists()  # stopped
+    assert os.listdir(tmp_path / "results" / "smoke" / "runs") == []  # nothing trained after the failure
+
+
+def test_a_kernel_of_another_environment_is_refused(tmp_path, monkeypatch):
+    """papermill must run the notebooks with this venv's Python, not whatever 'galaxylib' kernel it finds."""
+    spec_dir = tmp_path / "kernels" / "galaxylib"
+    spec_dir.mkdir(parents=True)
+    spec = {"argv": ["/elsewhere/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "old", "language": "python"}  # fmt: skip
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    with pytest.raises(UserError, match="/elsewhere/bin/python"):
+        reproduce.ensure_kernel()
