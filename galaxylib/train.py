@@ -232,16 +232,22 @@ class Trainer:
         if ddp.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         metrics_path = self.out / "metrics.json"
+        if metrics_path.exists() and (self.out / "config.json").exists():
+            # a finished run: read its metrics, not its (possibly multi-GB) checkpoint
+            saved = RunConfig.from_dict(json.loads((self.out / "config.json").read_text()))
+            metrics = json.loads(metrics_path.read_text())
+            if saved.result_hash() == cfg.result_hash() and metrics.get("epochs") == cfg.epochs:
+                if ddp.is_main and self.progress:
+                    print(f"{self.out}: finished run reused (use --retrain to train again)")
+                return metrics
         state = self._check_run_folder()
-        if state is not None and state["epoch"] >= cfg.epochs and metrics_path.exists():
-            if ddp.is_main and self.progress:
-                print(f"{self.out}: finished run reused (use --retrain to train again)")
-            return json.loads(metrics_path.read_text())
         if ddp.is_main:
             self._write_config()
 
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
+        if self.device.type == "cpu":
+            torch.set_flush_denormal(True)  # denormal floats are slow on x86 CPUs; flushing them costs no accuracy
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -269,7 +275,7 @@ class Trainer:
         if self.sync_batchnorm and ddp.enabled:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(self.device)
-        if cfg.channels_last and self.device.type == "cuda":
+        if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         fused = self.device.type == "cuda"
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=fused)
@@ -378,7 +384,7 @@ class Trainer:
             x = affine_resample(dd.images_at(idx), source_crop=cfg.source_crop, out_size=cfg.img_size,
                                 max_crop=cfg.crop_range[1] - 1,
                                 **{k: v[part].to(self.device, non_blocking=True) for k, v in params.items()})
-            if cfg.channels_last and self.device.type == "cuda":
+            if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y, m = dd.labels_at(idx)
             with self._autocast():
@@ -428,7 +434,7 @@ class Trainer:
                                 crop=torch.full((n,), float(cfg.eval_crop), device=self.device), max_crop=cfg.eval_crop,
                                 angle_deg=torch.zeros(n, device=self.device),
                                 hflip=torch.zeros(n, dtype=torch.bool, device=self.device))
-            if cfg.channels_last and self.device.type == "cuda":
+            if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y, m = dd.labels_at(idx)
             with self._autocast():
@@ -448,8 +454,7 @@ class Trainer:
         for views in sorted({1, cfg.tta}):
             preds[views] = evaluate.predict(model, val_images, source_crop=cfg.source_crop, out_size=cfg.img_size,
                                             eval_crop=cfg.eval_crop, tta=views, device=self.device,
-                                            amp_dtype=self.amp, channels_last=cfg.channels_last and
-                                            self.device.type == "cuda")  # fmt: skip
+                                            amp_dtype=self.amp, channels_last=cfg.channels_last)
         truth = data.labels[val_idx]
         mean_pred = np.broadcast_to(evaluate.mean_predictor(data.labels[train_idx]), truth.shape)
         if self.ddp.is_main:
