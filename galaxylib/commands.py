@@ -79,7 +79,7 @@ def run_predict(args: argparse.Namespace) -> int:
                           ("cpu" if args.device == "auto" else args.device))
     model.to(device)
     cache = gdata.build_cache(paths, crop=cfg.source_crop, size=cfg.cache_size)
-    preds = evaluate.predict(model, torch.from_numpy(np.ascontiguousarray(cache)), source_crop=cfg.source_crop,
+    preds = evaluate.predict(model, torch.from_numpy(np.array(cache)), source_crop=cfg.source_crop,
                              out_size=cfg.img_size, eval_crop=cfg.eval_crop, tta=args.tta or cfg.tta,
                              batch_size=args.batch_size, device=device, amp_dtype=amp_dtype("auto", device),
                              progress=True)
