@@ -154,11 +154,17 @@ def _sample_elliptical(rng: np.random.Generator, g: Galaxy) -> None:
     g.q = float(np.clip(rng.beta(5.0, 1.6), 0.25, 1.0))
     g.bt, g.bulge_re, g.bulge_q = 1.0, g.re, g.q
     g.sb *= 1.3
-    if rng.random() < 0.07:
+    _sample_odd_features(rng, g, disturbed=0.07, lens=0.04, merger=0.03)
+
+
+def _sample_odd_features(rng: np.random.Generator, g: Galaxy, *, disturbed: float, lens: float,
+                         merger: float) -> None:
+    """Each odd feature with its own probability (they are rarer on disks than on ellipticals)."""
+    if rng.random() < disturbed:
         g.disturbed = float(rng.uniform(0.3, 1.0))
-    if rng.random() < 0.04:
+    if rng.random() < lens:
         g.lens = float(rng.uniform(0.4, 1.0))
-    if rng.random() < 0.03:
+    if rng.random() < merger:
         g.merger = float(rng.uniform(0.4, 1.0))
 
 
@@ -187,12 +193,7 @@ def _sample_disk(rng: np.random.Generator, g: Galaxy) -> None:
         g.ring = float(rng.uniform(0.4, 1.0))
     if g.q < 0.3 and rng.random() < 0.5:
         g.dust = float(rng.uniform(0.4, 0.9))
-    if rng.random() < 0.05:
-        g.disturbed = float(rng.uniform(0.3, 1.0))
-    if rng.random() < 0.02:
-        g.lens = float(rng.uniform(0.4, 1.0))
-    if rng.random() < 0.02:
-        g.merger = float(rng.uniform(0.4, 1.0))
+    _sample_odd_features(rng, g, disturbed=0.05, lens=0.02, merger=0.02)
     g.sb *= 0.9
 
 
