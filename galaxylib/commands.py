@@ -9,9 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from galaxylib import data as gdata
 from galaxylib import evaluate
 from galaxylib.cli import UserError
 from galaxylib.experiments import EXPERIMENTS, resolve
@@ -56,15 +54,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from galaxylib.train import amp_dtype, load_run
+    from galaxylib.train import load_run
 
     cfg, model = load_run(args.run, args.checkpoint)
-    for folder in args.images:
-        if not folder.is_dir():
-            raise UserError(f"{folder}: no such image folder")
-    found = [gdata.load_images(folder) for folder in args.images]
-    ids = np.concatenate([f.ids for f in found])
-    paths = [p for f in found for p in f.image_paths]
+    ids, paths = evaluate.images_in(args.images)
     if args.split != "all":
         split_path = args.run / "split.csv"
         if not split_path.is_file():
@@ -75,14 +68,8 @@ def run_predict(args: argparse.Namespace) -> int:
         if not keep.any():
             raise UserError(f"none of the images in {args.images[0]} are in the run's {args.split} split")
         ids, paths = ids[keep], [p for p, k in zip(paths, keep, strict=True) if k]
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    model.to(device)
-    cache = gdata.build_cache(paths, crop=cfg.source_crop, size=cfg.cache_size)
-    preds = evaluate.predict(model, torch.from_numpy(np.array(cache)), source_crop=cfg.source_crop,
-                             out_size=cfg.img_size, eval_crop=cfg.eval_crop, tta=args.tta or cfg.tta,
-                             batch_size=args.batch_size, device=device, amp_dtype=amp_dtype("auto", device),
-                             progress=True)
+    preds = evaluate.predict_files(model, cfg, paths, tta=args.tta or cfg.tta, device=args.device,
+                                   batch_size=args.batch_size)
     evaluate.write_submission(ids, preds, args.out)
     evaluate.check_submission(args.out, expected_ids=ids)
     print(f"{args.out}: {len(ids)} galaxies, {args.tta or cfg.tta} views, from {args.run} ({args.checkpoint})")

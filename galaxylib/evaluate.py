@@ -84,6 +84,31 @@ def predict(model: torch.nn.Module, images: torch.Tensor, *, source_crop: int, o
     return out
 
 
+def images_in(folders, progress: bool = True) -> tuple[np.ndarray, list[Path]]:
+    """GalaxyIDs and paths of every JPEG in the folders (images_test_rev1/, a Kaggle folder, or bare *.jpg)."""
+    from galaxylib import data as gdata
+
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise UserError(f"{folder}: no such image folder")
+    found = [gdata.load_images(folder, progress=progress) for folder in folders]
+    return np.concatenate([f.ids for f in found]), [p for f in found for p in f.image_paths]
+
+
+def predict_files(model: torch.nn.Module, cfg, paths: list[Path], *, tta: int, device: str = "auto",
+                  batch_size: int = 256, progress: bool = True) -> np.ndarray:
+    """Predictions for image files with a run's settings (`cfg`: a RunConfig): decode once, then `predict`."""
+    from galaxylib import data as gdata
+    from galaxylib.train import amp_dtype
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    cache = gdata.build_cache(paths, crop=cfg.source_crop, size=cfg.cache_size, progress=progress)
+    return predict(model.to(dev), torch.from_numpy(np.array(cache)), source_crop=cfg.source_crop,
+                   out_size=cfg.img_size, eval_crop=cfg.eval_crop, tta=tta, batch_size=batch_size, device=dev,
+                   amp_dtype=amp_dtype("auto", dev), progress=progress)
+
+
 def write_submission(galaxy_ids: Iterable[int], preds: np.ndarray, path: str | Path) -> Path:
     """A Kaggle submission: header GalaxyID + the 37 columns in order, one row per image."""
     path = Path(path)

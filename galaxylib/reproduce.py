@@ -158,34 +158,19 @@ def plan_run(experiment: str, profile: str, data_dirs: Sequence[str | Path], res
     return cfg, outputs(results_dir, profile).runs / cfg.run_name(), label
 
 
-def _finished_metrics(cfg: RunConfig, run_dir: Path) -> dict | None:
-    """metrics.json of a finished run of exactly `cfg` in run_dir, else None.
-
-    The same test train() makes before reusing a run, without loading last.pt (2.4 GB for ConvNeXt Large).
-    """
-    cfg_path, metrics_path = run_dir / "config.json", run_dir / "metrics.json"
-    if not (cfg_path.is_file() and metrics_path.is_file() and (run_dir / "last.pt").is_file()):
-        return None
-    saved = RunConfig.from_dict(json.loads(cfg_path.read_text()))
-    metrics = json.loads(metrics_path.read_text())
-    if saved.result_hash() != cfg.result_hash() or metrics.get("epochs") != cfg.epochs:
-        return None
-    return metrics
-
-
 def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
                    device: str = "auto", retrain: bool = False, progress: bool = True) -> Run:
     """Train an experiment into results/<profile>/runs/<experiment>-<hash>/, or resume or reuse that run."""
     from galaxylib.models import PretrainedWeightsMissing
     from galaxylib.report import pretrained_label
-    from galaxylib.train import train
+    from galaxylib.train import finished_metrics, train
 
     cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device)
     if progress:
         note = "" if label != "no (weights not found)" else " (pretrained weights not found: random init)"
         print(f"== {experiment}: {EXPERIMENTS[experiment].label}, {profile} profile, {cfg.epochs} epochs at "
               f"{cfg.img_size} px{note} -> {run_dir}", flush=True)
-    finished = _finished_metrics(cfg, run_dir)
+    finished = finished_metrics(cfg, run_dir)
     if finished is not None and not retrain:
         if progress:
             print(f"{run_dir.name}: finished run reused (retrain=True trains it again)", flush=True)
@@ -203,25 +188,14 @@ def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | P
 def make_submission(run: Run, data_dirs: Sequence[str | Path], out_path: str | Path, device: str = "auto",
                     progress: bool = True) -> Path | None:
     """A Kaggle submission from the run's best checkpoint for every image in images_test_rev1/ (if any)."""
-    import numpy as np
-    import torch
-
-    from galaxylib import data as gdata
     from galaxylib import evaluate
-    from galaxylib.train import amp_dtype
 
     folders = find_test_image_dirs(data_dirs)
     if not folders:
         return None
-    found = [gdata.load_images(f, progress=progress) for f in folders]
-    ids = np.concatenate([f.ids for f in found])
-    paths = [p for f in found for p in f.image_paths]
-    cfg, model = run.cfg, run.load_model("best")
-    dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    cache = gdata.build_cache(paths, crop=cfg.source_crop, size=cfg.cache_size, progress=progress)
-    preds = evaluate.predict(model.to(dev), torch.from_numpy(np.ascontiguousarray(cache)),
-                             source_crop=cfg.source_crop, out_size=cfg.img_size, eval_crop=cfg.eval_crop,
-                             tta=cfg.tta, device=dev, amp_dtype=amp_dtype("auto", dev), progress=progress)
+    ids, paths = evaluate.images_in(folders, progress=progress)
+    preds = evaluate.predict_files(run.load_model("best"), run.cfg, paths, tta=run.cfg.tta, device=device,
+                                   progress=progress)
     evaluate.write_submission(ids, preds, out_path)
     evaluate.check_submission(out_path, expected_ids=ids)
     return Path(out_path)
