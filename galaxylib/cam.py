@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,7 +199,7 @@ def validation_examples(run_dir: str | Path, n: int, display_px: int = 160) -> E
     from galaxylib.experiments import RunConfig
 
     run_dir = Path(run_dir)
-    cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    cfg = RunConfig.load(run_dir / "config.json")
     split = pd.read_csv(run_dir / "split.csv")
     val_ids = set(split.loc[split["part"] == "val", "GalaxyID"].astype(np.int64))
     galaxies = gdata.load_folders([Path(d) for d in cfg.data_dirs], verify_images=False, progress=False)

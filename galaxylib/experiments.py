@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # The cache stores the whole 424-px frame (source_crop=424) so rotated crops keep the image content in their
 # corners exactly where the paper's rotate-then-crop has it.
@@ -149,6 +150,11 @@ class RunConfig:
         d = {k: v for k, v in d.items() if k in known}
         d["crop_range"] = tuple(d["crop_range"])
         return cls(**d)
+
+    @classmethod
+    def load(cls, path) -> RunConfig:
+        """The config.json of a run folder."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
     def result_hash(self) -> str:
         d = self.to_dict()

@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from galaxylib import data as gdata
 from galaxylib import evaluate
-from galaxylib.augment import TrainAugment, affine_resample
+from galaxylib.augment import TrainAugment, affine_resample, eval_transform
 from galaxylib.cli import UserError
 from galaxylib.experiments import RunConfig
 from galaxylib.models import build_model, count_parameters
@@ -210,7 +210,7 @@ class Trainer:
         if not last.exists():
             return None
         if cfg_path.exists():
-            saved = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+            saved = RunConfig.load(cfg_path)
             if saved.result_hash() != self.cfg.result_hash():
                 raise UserError(f"{self.out} holds a run with other settings ({saved.run_name()}); "
                                 "use another --out, or --retrain to overwrite it")
@@ -424,13 +424,11 @@ class Trainer:
         shard = val_t[ddp.rank :: ddp.world_size]
         sq_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         count = torch.zeros((), device=self.device, dtype=torch.float64)
-        for start in range(0, len(shard), max(cfg.batch_size, 256)):
-            idx = shard[start : start + max(cfg.batch_size, 256)]
-            n = len(idx)
-            x = affine_resample(dd.images_at(idx), source_crop=cfg.source_crop, out_size=cfg.img_size,
-                                crop=torch.full((n,), float(cfg.eval_crop), device=self.device), max_crop=cfg.eval_crop,
-                                angle_deg=torch.zeros(n, device=self.device),
-                                hflip=torch.zeros(n, dtype=torch.bool, device=self.device))
+        batch = max(cfg.batch_size, 256)  # no gradients: larger batches fit
+        for start in range(0, len(shard), batch):
+            idx = shard[start : start + batch]
+            x = eval_transform(dd.images_at(idx), source_crop=cfg.source_crop, out_size=cfg.img_size,
+                               eval_crop=cfg.eval_crop)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y, m = dd.labels_at(idx)
@@ -444,18 +442,17 @@ class Trainer:
     # -- after training -------------------------------------------------------------------------------------------
 
     def _final_metrics(self, model, data, dd: DeviceData, train_idx, val_idx, history, best, n_params) -> dict:
-        """Scores of the final model (the paper submitted its last epoch): plain and with TTA, per question."""
+        """Scores of the final model (the paper submitted its last epoch): plain (the last epoch's validation
+        pass) and with TTA, per question."""
         cfg = self.cfg
         val_images = dd.images[torch.as_tensor(val_idx, device=dd.images.device)]
-        preds = {}
-        for views in sorted({1, cfg.tta}):
-            preds[views] = evaluate.predict(model, val_images, source_crop=cfg.source_crop, out_size=cfg.img_size,
-                                            eval_crop=cfg.eval_crop, tta=views, device=self.device,
-                                            amp_dtype=self.amp, channels_last=cfg.channels_last)
+        preds = evaluate.predict(model, val_images, source_crop=cfg.source_crop, out_size=cfg.img_size,
+                                 eval_crop=cfg.eval_crop, tta=cfg.tta, device=self.device, amp_dtype=self.amp,
+                                 channels_last=cfg.channels_last)
         truth = data.labels[val_idx]
         mean_pred = np.broadcast_to(evaluate.mean_predictor(data.labels[train_idx]), truth.shape)
         if self.ddp.is_main:
-            evaluate.write_submission(data.ids[val_idx], preds[cfg.tta], self.out / "val_predictions.csv")
+            evaluate.write_submission(data.ids[val_idx], preds, self.out / "val_predictions.csv")
         seconds = [h["seconds"] for h in history]
         device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else (
             platform.processor() or platform.machine()) + f" ({os.cpu_count()} cores)"
@@ -465,10 +462,10 @@ class Trainer:
             "n_val": self.data_info["n_val"], "labelled_columns": int((~np.isnan(truth)).any(0).sum()),
             "pretrained": cfg.pretrained, "parameters": n_params,
             "epochs": cfg.epochs, "img_size": cfg.img_size,
-            "val_rmse": evaluate.rmse(preds[1], truth), "val_rmse_tta": evaluate.rmse(preds[cfg.tta], truth),
+            "val_rmse": history[-1]["val_rmse"], "val_rmse_tta": evaluate.rmse(preds, truth),
             "tta_views": cfg.tta, "best_val_rmse": best["val_rmse"], "best_epoch": best["epoch"],
             "mean_predictor_rmse": evaluate.rmse(mean_pred, truth),
-            "per_question_rmse_tta": evaluate.per_question_rmse(preds[cfg.tta], truth),
+            "per_question_rmse_tta": evaluate.per_question_rmse(preds, truth),
             "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
             "total_seconds": float(np.sum(seconds)),
             "device": device_name, "precision": "bf16" if self.amp else "fp32",
@@ -485,7 +482,7 @@ def finished_metrics(cfg: RunConfig, run_dir: str | Path) -> dict | None:
     cfg_path, metrics_path = run_dir / "config.json", run_dir / "metrics.json"
     if not (cfg_path.is_file() and metrics_path.is_file() and (run_dir / "last.pt").is_file()):
         return None
-    saved = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+    saved = RunConfig.load(cfg_path)
     metrics = json.loads(metrics_path.read_text())
     if saved.result_hash() != cfg.result_hash() or metrics.get("epochs") != cfg.epochs:
         return None
@@ -511,7 +508,7 @@ def load_run(run_dir: str | Path, which: str = "best") -> tuple[RunConfig, torch
     if not ckpt.is_file():
         raise UserError(f"{run_dir}: no {which}.pt checkpoint (was the run interrupted before its first epoch?)")
     try:
-        cfg = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+        cfg = RunConfig.load(cfg_path)
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
     except Exception as err:
         raise UserError(f"{run_dir}: unreadable run ({err})") from err
