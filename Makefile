@@ -7,7 +7,7 @@ DATA_DIR ?=
 DEVICE ?= auto
 RETRAIN ?= False
 
-.PHONY: install test lint reproduce lab clean-results
+.PHONY: install test test-fast lint reproduce lab clean-results
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# every test, the slow end-to-end ones (papermill notebooks, training runs, torchrun) included: what CI runs
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# the same without the tests marked slow: for the edit-test loop
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check galaxylib tests benchmarks

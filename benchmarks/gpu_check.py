@@ -24,10 +24,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from galaxylib import data as gdata  # noqa: E402
-from galaxylib import evaluate  # noqa: E402
+from galaxylib import metrics, predict  # noqa: E402
 from galaxylib.augment import TrainAugment, affine_resample  # noqa: E402
 from galaxylib.experiments import resolve  # noqa: E402
-from galaxylib.train import load_run, train  # noqa: E402
+from galaxylib.rundir import load_run  # noqa: E402
+from galaxylib.train import train  # noqa: E402
 
 
 def check(name: str, ok: bool, detail: str, results: list) -> None:
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
     results: list[dict] = []
 
     # 1. augmentation: CUDA == CPU
-    data = gdata.load_folder(args.data, progress=False)
+    data = gdata.load_folders(args.data, progress=False)
     cache = torch.from_numpy(np.array(gdata.build_cache(data.image_paths[:64], size=256, progress=False)))
     aug = TrainAugment(out_size=128, crop_range=(184, 352))
     params = aug.sample(64, torch.Generator().manual_seed(0))
@@ -70,14 +71,14 @@ def main(argv=None) -> int:
 
     cfg, model = load_run(args.out / "runs/baseline-bf16", "last")
     split = pd.read_csv(args.out / "runs/baseline-bf16/split.csv")
-    sub = gdata.load_folder(args.data, progress=False).subset(
+    sub = gdata.load_folders(args.data, progress=False).subset(
         np.flatnonzero(np.isin(data.ids, split.loc[split["part"] == "val", "GalaxyID"])))
     val_cache = torch.from_numpy(np.array(gdata.build_cache(sub.image_paths, size=cfg.cache_size, progress=False)))
     kw = dict(source_crop=cfg.source_crop, out_size=cfg.img_size, eval_crop=cfg.eval_crop, tta=1)
-    slow = evaluate.predict(model, val_cache, device="cpu", **kw)
-    fast = evaluate.predict(model.to(dev).to(memory_format=torch.channels_last), val_cache, device=dev,
+    slow = predict.predict(model, val_cache, device="cpu", **kw)
+    fast = predict.predict(model.to(dev).to(memory_format=torch.channels_last), val_cache, device=dev,
                             amp_dtype=torch.bfloat16, channels_last=True, **kw)
-    r_slow, r_fast = evaluate.rmse(slow, sub.labels), evaluate.rmse(fast, sub.labels)
+    r_slow, r_fast = metrics.rmse(slow, sub.labels), metrics.rmse(fast, sub.labels)
     check("validation RMSE fast path vs CPU fp32", abs(r_slow - r_fast) < 2e-3,
           f"CPU fp32 {r_slow:.5f}, CUDA bf16 {r_fast:.5f}, train-loop value {runs['bf16']['val_rmse']:.5f}", results)
 

@@ -210,7 +210,7 @@ def main(argv=None) -> int:
         data_dir = gdata.default_cache_dir() / "bench" / f"synth-{args.n_images}"
         summary = generate(data_dir, args.n_images, seed=2024, progress=False)
         print(f"synthetic data: {args.n_images} galaxies in {data_dir} ({summary.images_per_s:.0f} img/s)", flush=True)
-    data = gdata.load_folder(data_dir)
+    data = gdata.load_folders(data_dir)
 
     csv_path = args.out / "throughput.csv"
     rows = []

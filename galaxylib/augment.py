@@ -44,8 +44,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -56,24 +55,11 @@ from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from galaxylib.layout import FRAME
+
 MEAN = STD = 0.5
-FRAME = 424  # side of the Kaggle Galaxy Zoo JPEGs, in px
 ANTIALIAS_THRESHOLD = 2.0  # auto-antialias when the largest shrink exceeds this many cache px per output px
-
-# The paper's settings per model input size: training crop-size range [low, high) and eval centre crop.
-PAPER_CROP_RANGE = {128: (184, 352), 224: (128, 288)}
-PAPER_EVAL_CROP = {128: 256, 224: 224}
-
-
-@dataclass(frozen=True)
-class ViewSpec:
-    """The geometry of the model input: output side and the original-frame px covered by the cached image."""
-
-    out_size: int
-    source_crop: int = FRAME
-
-    def __post_init__(self) -> None:
-        _check_geometry(self.source_crop, self.out_size)
+View = tuple[float, bool]  # (angle in degrees, counter-clockwise; horizontal flip)
 
 
 def _check_geometry(source_crop: int, out_size: int) -> None:
@@ -185,20 +171,21 @@ class TrainAugment:
     """The paper's random training transform on a batch: angle ~ U[0, 360) (same as U(-360, 360) for a
     rotation), crop side ~ integers in [low, high), hflip with p=0.5.
 
-    Parameters come from a CPU generator (B numbers per batch, cheap and reproducible whatever the device)
-    and are copied to the images' device without blocking."""
+    `sample` draws the parameters from a CPU generator (B numbers per batch, cheap and reproducible whatever
+    the device, and drawn for the global batch under data parallelism); `apply` resamples a batch with them
+    on the images' device without blocking."""
 
     def __init__(self, *, out_size: int, source_crop: int = FRAME, crop_range: tuple[int, int] = (184, 352),
-                 seed: int = 1, antialias: bool | None = None):
+                 antialias: bool | None = None):
         _check_geometry(source_crop, out_size)
         low, high = crop_range
         if not 0 < low < high:
             raise ValueError(f"crop_range must be (low, high) with 0 < low < high, got {crop_range}")
         self.out_size, self.source_crop, self.crop_range = out_size, source_crop, (low, high)
         self.antialias = antialias
-        self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, n: int, generator: torch.Generator) -> dict[str, Tensor]:
+        """Parameters for n images: crop (float px), angle_deg, hflip (bool), each (n,) on the CPU."""
         low, high = self.crop_range
         return {
             "crop": torch.randint(low, high, (n,), generator=generator).float(),
@@ -206,8 +193,8 @@ class TrainAugment:
             "hflip": torch.rand(n, generator=generator) < 0.5,
         }
 
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        params = self.sample(images.shape[0], generator if generator is not None else self.generator)
+    def apply(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """The augmented batch (B, 3, out, out) in [-1, 1] for cached images (B, 3, S, S) and `sample` output."""
         params = {k: v.to(images.device, non_blocking=True) for k, v in params.items()}
         return affine_resample(images, source_crop=self.source_crop, out_size=self.out_size,
                                antialias=self.antialias, max_crop=self.crop_range[1] - 1, **params)
@@ -229,18 +216,31 @@ def eval_transform(images: Tensor, *, source_crop: int, out_size: int, eval_crop
                      max_crop=eval_crop, **_constant_params(images, eval_crop, 0.0, False))
 
 
-def tta_params(n_rotations: int = 8, flips: bool = True) -> list[tuple[float, bool]]:
+def tta_params(n_rotations: int = 8, flips: bool = True) -> list[View]:
     """(angle_deg, hflip) per view in the paper's order: product(rotations, [hflip, identity])."""
     angles = [360.0 / n_rotations * k for k in range(n_rotations)]
     return list(itertools.product(angles, [True, False] if flips else [False]))
 
 
-def tta_views(images: Tensor, *, source_crop: int, out_size: int, eval_crop: int, n_rotations: int = 8,
-              flips: bool = True, antialias: bool | None = None) -> Iterator[Tensor]:
+def views_for(tta: int) -> list[View]:
+    """The views of `tta` test-time views: 1 = the plain eval view; 2k = the paper's k rotations x {flip,
+    identity} (16 = 8 x 2, the paper's; 64 = its logged baseline run); an odd number > 1 = that many rotations
+    without flips."""
+    if tta < 1:
+        raise ValueError(f"tta must be at least 1, got {tta}")
+    if tta == 1:
+        return [(0.0, False)]
+    return tta_params(tta // 2, True) if tta % 2 == 0 else tta_params(tta, False)
+
+
+def tta_views(images: Tensor, *, source_crop: int, out_size: int, eval_crop: int,
+              views: Sequence[View] | None = None, antialias: bool | None = None) -> Iterator[Tensor]:
     """The paper's test-time views of a batch: rotate the full frame, hflip or not, then the eval transform.
 
-    Yields one (B, 3, out, out) batch per view, in tta_params order; average the model's outputs over them."""
-    for angle, flip in tta_params(n_rotations, flips):
+    The one view builder: prediction, the notebooks and the tests all use it. Yields one (B, 3, out, out)
+    batch per view (default: the paper's 16, `tta_params()`); average the model's outputs over them. The view
+    (0, no flip) is exactly `eval_transform`."""
+    for angle, flip in tta_params() if views is None else views:
         yield _resample(images, source_crop=source_crop, out_size=out_size, flip_first=True,
                         antialias=antialias, max_crop=eval_crop,
                         **_constant_params(images, eval_crop, angle, flip))

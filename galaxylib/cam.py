@@ -192,18 +192,16 @@ def pick_galaxies(labels: np.ndarray, n: int, columns: Sequence[str] = SHAPE_ANS
 
 def validation_examples(run_dir: str | Path, n: int, display_px: int = 160) -> Examples:
     """n validation galaxies of a run (its split.csv), chosen by `pick_galaxies`, ready for `ablation_cam`."""
-    import pandas as pd
-
     from galaxylib import data as gdata
     from galaxylib.augment import eval_transform
-    from galaxylib.experiments import RunConfig
+    from galaxylib.rundir import RunDir
 
-    run_dir = Path(run_dir)
-    cfg = RunConfig.load(run_dir / "config.json")
-    split = pd.read_csv(run_dir / "split.csv")
-    val_ids = set(split.loc[split["part"] == "val", "GalaxyID"].astype(np.int64))
-    galaxies = gdata.load_folders([Path(d) for d in cfg.data_dirs], verify_images=False, progress=False)
-    rows = np.flatnonzero(np.isin(galaxies.ids, list(val_ids)))
+    run = RunDir(run_dir)
+    cfg = run.config()
+    if cfg is None:
+        raise ValueError(f"{run.path} is not a run folder")
+    galaxies = gdata.load_folders(cfg.data_dirs, verify_images=False, progress=False)
+    rows = np.flatnonzero(np.isin(galaxies.ids, list(run.ids_in("val"))))
     rows = rows[pick_galaxies(galaxies.labels[rows], n)]
     paths = [galaxies.image_paths[i] for i in rows]
     cache = np.stack([gdata.load_image(p, crop=cfg.source_crop, size=cfg.cache_size) for p in paths])

@@ -1,21 +1,18 @@
 """The command line: `python -m galaxylib <command> ...`.
 
-Each command lives in the module that does the work (`run_<command>(args) -> int`); this file only
-declares the arguments, so `--help` is fast and a bad argument never needs torch to be imported.
-Errors the user can fix (a missing folder, a bad label file, an unknown experiment) are raised as
-`UserError` and printed as one line, with a non-zero exit, instead of a traceback.
+This file only declares the arguments; each command is a short function in galaxylib.commands that calls the
+modules doing the work. So `--help` is fast and a bad argument never needs torch to be imported. Errors the
+user can fix (a missing folder, a bad label file, an unknown experiment) are raised as `UserError`
+(galaxylib.errors) and printed as one line, with a non-zero exit, instead of a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit status 2."""
+from galaxylib.errors import UserError
 
 
 def _add_check_data(sub) -> None:
@@ -23,7 +20,7 @@ def _add_check_data(sub) -> None:
     p.add_argument("dirs", nargs="+", type=Path, help="folders holding training_solutions_rev1*.csv and images")
     p.add_argument("--tol", type=float, default=1e-3, help="decision-tree constraint tolerance (default 1e-3)")
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows (each one is listed) instead of failing")
-    p.set_defaults(module="galaxylib.data", func="run_check_data")
+    p.set_defaults(func="run_check_data")
 
 
 def _add_synth(sub) -> None:
@@ -33,14 +30,14 @@ def _add_synth(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--volunteers", type=int, default=40, help="simulated volunteers per galaxy")
-    p.set_defaults(module="galaxylib.synth", func="run_synth")
+    p.set_defaults(func="run_synth")
 
 
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="an experiment's settings (scaled by a profile) and parameter count")
     p.add_argument("--experiment", required=True)
     p.add_argument("--profile", default="paper")
-    p.set_defaults(module="galaxylib.commands", func="run_info")
+    p.set_defaults(func="run_info")
 
 
 def _add_train(sub) -> None:
@@ -71,7 +68,7 @@ def _add_train(sub) -> None:
     p.add_argument("--stop-after-epochs", type=int, metavar="N",
                    help="train at most N epochs in this call, then exit; the same command resumes (time-limited jobs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(module="galaxylib.commands", func="run_train")
+    p.set_defaults(func="run_train")
 
 
 def _add_predict(sub) -> None:
@@ -86,14 +83,14 @@ def _add_predict(sub) -> None:
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
-    p.set_defaults(module="galaxylib.commands", func="run_predict")
+    p.set_defaults(func="run_predict")
 
 
 def _add_score(sub) -> None:
     p = sub.add_parser("score", help="RMSE of a submission against labels, overall and per question")
     p.add_argument("--pred", type=Path, required=True, help="submission CSV")
     p.add_argument("--truth", type=Path, nargs="+", required=True, help="label CSV(s) or Kaggle-layout folder(s)")
-    p.set_defaults(module="galaxylib.evaluate", func="run_score")
+    p.set_defaults(func="run_score")
 
 
 def _add_reproduce(sub) -> None:
@@ -105,7 +102,7 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--retrain", default="False", help="True: train every run again instead of reusing it")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results")
     p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="only these notebooks, e.g. 04_paper_tables")
-    p.set_defaults(module="galaxylib.reproduce", func="run_reproduce")
+    p.set_defaults(func="run_reproduce")
 
 
 COMMANDS = [_add_check_data, _add_synth, _add_info, _add_train, _add_predict, _add_score, _add_reproduce]
@@ -122,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        run = getattr(importlib.import_module(args.module), args.func)
-        return int(run(args) or 0)
+        from galaxylib import commands
+
+        return int(getattr(commands, args.func)(args) or 0)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,21 +1,44 @@
-"""The `info`, `train` and `predict` commands: argument handling around galaxylib.train and evaluate."""
+"""What each command of `python -m galaxylib` does: turn the parsed arguments into calls to the library.
+
+One function per command (`run_<command>(args) -> exit status`); the modules they call do the work and raise
+`UserError` for anything the user can fix. Imports are local so that a command loads only what it needs
+(check-data and synth never import torch).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+from galaxylib.errors import UserError
 
-from galaxylib import evaluate
-from galaxylib.cli import UserError
-from galaxylib.experiments import EXPERIMENTS, resolve
+
+def run_check_data(args: argparse.Namespace) -> int:
+    """Validate folders and print a summary; a DataError (exit 2) lists every problem when they are bad."""
+    from galaxylib.data.check import check_folders
+
+    for line in check_folders(args.dirs, tol=float(args.tol), skip_bad=bool(args.skip_bad)):
+        print(line)
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from galaxylib.synth import generate
+
+    summary = generate(args.out, args.n, args.seed, volunteers=args.volunteers, workers=args.workers)
+    if not summary.reused:
+        print(f"wrote {summary.n} synthetic galaxies to {args.out} in {summary.seconds:.1f} s "
+              f"({summary.images_per_s:.0f} images/s)")  # fmt: skip
+    print(f"noise floor (RMSE of {args.volunteers}-volunteer labels vs infinite volunteers): "
+          f"{summary.noise_floor:.4f}")  # fmt: skip
+    return 0
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from galaxylib.experiments import EXPERIMENTS, resolve
     from galaxylib.models import build_model, count_parameters
 
     cfg = resolve(args.experiment, args.profile)
@@ -31,6 +54,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from galaxylib.experiments import resolve
     from galaxylib.train import train
 
     for d in args.data_dirs:
@@ -54,25 +78,55 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from galaxylib.train import load_run
+    import numpy as np
+
+    from galaxylib import predict
+    from galaxylib.rundir import RunDir, load_run
 
     cfg, model = load_run(args.run, args.checkpoint)
-    ids, paths = evaluate.images_in(args.images)
+    ids, paths = predict.images_in(args.images)
     if args.split != "all":
-        split_path = args.run / "split.csv"
-        if not split_path.is_file():
-            raise UserError(f"{args.run}: no split.csv, cannot select the {args.split} galaxies")
-        split = pd.read_csv(split_path)
-        wanted = set(split.loc[split["part"] == args.split, "GalaxyID"].astype(np.int64))
+        wanted = RunDir(args.run).ids_in(args.split)
         keep = np.array([i in wanted for i in ids])
         if not keep.any():
             raise UserError(f"none of the images in {args.images[0]} are in the run's {args.split} split")
         ids, paths = ids[keep], [p for p, k in zip(paths, keep, strict=True) if k]
-    preds = evaluate.predict_files(model, cfg, paths, tta=args.tta or cfg.tta, device=args.device,
-                                   batch_size=args.batch_size)
-    evaluate.write_submission(ids, preds, args.out)
-    evaluate.check_submission(args.out, expected_ids=ids)
-    print(f"{args.out}: {len(ids)} galaxies, {args.tta or cfg.tta} views, from {args.run} ({args.checkpoint})")
+    tta = args.tta or cfg.tta
+    preds = predict.predict_files(model, cfg, paths, tta=tta, device=args.device, batch_size=args.batch_size)
+    predict.write_submission(ids, preds, args.out)
+    predict.check_submission(args.out, expected_ids=ids)
+    print(f"{args.out}: {len(ids)} galaxies, {tta} views, from {args.run} ({args.checkpoint})")
     info = {"run": str(args.run), "checkpoint": args.checkpoint, "config": cfg.to_dict()}
     Path(str(args.out) + ".json").write_text(json.dumps(info, indent=2) + "\n")
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    import math
+
+    from galaxylib import tree
+    from galaxylib.metrics import score_files
+
+    scores = score_files(args.pred, args.truth)
+    print(f"RMSE over all labelled entries: {scores['all']:.5f}")
+    for q in tree.QUESTIONS:
+        value = scores[f"Q{q.number}"]
+        text = "not labelled" if math.isnan(value) else f"{value:.5f}"
+        print(f"  Q{q.number:<2} {q.text:<32} {text}")
+    return 0
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    from galaxylib import reproduce
+
+    start = time.perf_counter()
+    names = list(args.only) if args.only else list(reproduce.NOTEBOOKS)
+    names = [Path(n).stem for n in names]  # accept '01_baseline.ipynb' too
+    seconds = reproduce.run_notebooks(names, profile=args.profile, data_dirs=args.data_dirs, device=args.device,
+                                      retrain=reproduce.parse_bool(args.retrain), results_dir=args.results_dir)
+    out = reproduce.outputs(args.results_dir, args.profile)
+    total = time.perf_counter() - start
+    print(f"done in {total:.0f} s ({', '.join(f'{n} {s:.0f} s' for n, s in seconds.items())})")
+    print(f"  notebooks: {out.notebooks}\n  tables:    {out.tables}\n  figures:   {out.figures}\n"
+          f"  runs:      {out.runs}")
     return 0

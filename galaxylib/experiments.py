@@ -14,9 +14,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The cache stores the whole 424-px frame (source_crop=424) so rotated crops keep the image content in their
-# corners exactly where the paper's rotate-then-crop has it.
-SOURCE_CROP = 424
+from galaxylib import layout
+from galaxylib.errors import UserError
+from galaxylib.models.registry import ModelSpec, get_model_spec
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,26 @@ class Experiment:
     lr: float = 1e-4
     min_lr: float = 1e-8
     seed: int = 1
-    paper_weights: str = ""  # what the paper loaded
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model's registry entry."""
+        return get_model_spec(self.model)
 
     @property
     def family(self) -> str:
         """'baseline' (the paper's small CNNs) or 'foundation' (the large pretrained backbones)."""
-        return "baseline" if self.model.startswith("baseline") else "foundation"
+        return "baseline" if self.spec.family == "baseline" else "foundation"
+
+    @property
+    def paper_weights(self) -> str:
+        """The pretrained weights the paper used for this row ("" when it trained from scratch)."""
+        return self.spec.paper_weights if self.pretrained else ""
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """("I",), ("II",) or ("I", "II")."""
+        return tuple(t.strip() for t in self.table.split(","))
 
 
 _BASELINE = dict(img_size=128, crop_range=(184, 352), eval_crop=256, cache_size=256)
@@ -52,18 +66,18 @@ EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
         Experiment("baseline", "Baseline", "I, II", "baseline", 240, False, **_BASELINE),
-        Experiment("baseline_cbam", "Baseline + CBAM", "I", "baseline_cbam", 240, False, **_BASELINE),
+        Experiment("baseline_cbam", "Baseline + CBAM", "I, II", "baseline_cbam", 240, False, **_BASELINE),
         Experiment("resnet50_scratch", "ResNet50 (not pretrained)", "II", "resnet50", 120, False, **_FOUNDATION),
-        Experiment("resnet50", "ResNet50", "II", "resnet50", 30, True, paper_weights="torchvision IMAGENET1K_V1",
-                   **_FOUNDATION),
-        Experiment("resnet101", "ResNet101", "II", "resnet101", 30, True,
-                   paper_weights="torchvision IMAGENET1K_V1", **_FOUNDATION),
-        Experiment("convnext_large", "ConvNeXt Large", "II", "convnext_large", 30, True,
-                   paper_weights="torchvision IMAGENET1K_V1", **_FOUNDATION),
+        Experiment("resnet50", "ResNet50", "II", "resnet50", 30, True, **_FOUNDATION),
+        Experiment("resnet101", "ResNet101", "II", "resnet101", 30, True, **_FOUNDATION),
+        Experiment("convnext_large", "ConvNeXt Large", "II", "convnext_large", 30, True, **_FOUNDATION),
         Experiment("dinov2_base", "DINOv2 Base (ViT-B/14, registers)", "II", "dinov2_vitb14_reg", 15, True,
-                   paper_weights="torch.hub dinov2_vitb14_reg (LVD-142M)", **_FOUNDATION),
+                   **_FOUNDATION),
     )
 }  # fmt: skip
+TABLE_I: tuple[str, ...] = tuple(e.name for e in EXPERIMENTS.values() if "I" in e.tables)
+TABLE_II: tuple[str, ...] = tuple(e.name for e in EXPERIMENTS.values() if "II" in e.tables)
+FOUNDATION: tuple[str, ...] = tuple(e.name for e in EXPERIMENTS.values() if e.family == "foundation")
 
 
 @dataclass(frozen=True)
@@ -101,11 +115,12 @@ PROFILES: dict[str, Profile] = {
 }  # fmt: skip
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a training run needs, resolved from an experiment, a profile and overrides.
 
     Saved as the run's config.json; its hash names the run folder, so a changed setting never reuses a run.
+    Frozen: a changed setting is a new config (`replace`), never an edit of one already in use.
     """
 
     experiment: str
@@ -120,7 +135,9 @@ class RunConfig:
     crop_range: tuple[int, int]
     eval_crop: int
     cache_size: int
-    source_crop: int = SOURCE_CROP
+    # the cache stores the whole 424-px frame, so rotated crops keep the image content in their corners
+    # exactly where the paper's rotate-then-crop has it
+    source_crop: int = layout.FRAME
     pretrained: bool = False
     weights_file: str | None = None
     head: str = "faithful"  # or "plain"
@@ -138,6 +155,10 @@ class RunConfig:
     RESULT_KEYS = ("experiment", "model", "epochs", "batch_size", "lr", "min_lr", "seed", "img_size",
                    "crop_range", "eval_crop", "cache_size", "source_crop", "pretrained", "weights_file",
                    "head", "tree_output", "max_images", "data_dirs")  # fmt: skip
+
+    def replace(self, **changes) -> RunConfig:
+        """A copy with `changes` applied."""
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -170,34 +191,41 @@ def _round_to(x: float, multiple: int) -> int:
 
 
 def get_experiment(name: str) -> Experiment:
+    """The experiment called `name`; a UserError listing the valid names otherwise."""
     if name not in EXPERIMENTS:
-        from galaxylib.cli import UserError
-
         raise UserError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
     return EXPERIMENTS[name]
 
 
 def get_profile(name: str) -> Profile:
+    """The profile called `name`; a UserError listing the valid names otherwise."""
     if name not in PROFILES:
-        from galaxylib.cli import UserError
-
         raise UserError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
     return PROFILES[name]
 
 
 def resolve(experiment: str, profile: str = "paper", **overrides) -> RunConfig:
-    """The run settings of `experiment` scaled by `profile`; keyword overrides win (None means no override)."""
+    """The run settings of `experiment` scaled by `profile`.
+
+    Args:
+        experiment: a row of Table I or II (see EXPERIMENTS).
+        profile: paper | quick | smoke.
+        **overrides: RunConfig fields that win over the profile's values; None means no override.
+
+    Returns:
+        The resolved, frozen config.
+    """
     exp, prof = get_experiment(experiment), get_profile(profile)
     epochs = max(prof.min_epochs, round(exp.epochs * prof.epoch_scale))
     if prof.max_epochs is not None:
         epochs = min(epochs, prof.max_epochs)
-    stride = 14 if exp.model.startswith("dinov2") else 16  # ViT patch / four 2x poolings of the baseline
+    stride = exp.spec.input_multiple  # four 2x poolings of the baseline, 32 for the CNNs, the ViT's patch
     foundation = exp.family == "foundation"
     img_scale = prof.foundation_img_scale if foundation and prof.foundation_img_scale else prof.img_scale
     max_images = prof.foundation_max_images if foundation and prof.foundation_max_images else prof.max_images
     img_size = _round_to(exp.img_size * img_scale, stride)
     # keep the cache at the same px per output px as the paper-size setting, capped at the JPEG's own 424
-    cache_size = min(SOURCE_CROP, math.ceil(exp.cache_size * img_size / exp.img_size))
+    cache_size = min(layout.FRAME, math.ceil(exp.cache_size * img_size / exp.img_size))
     cfg = RunConfig(
         experiment=exp.name, profile=prof.name, model=exp.model, epochs=epochs,
         batch_size=prof.batch_size or exp.batch_size, lr=round(exp.lr * prof.lr_scale, 12), min_lr=exp.min_lr,
@@ -205,10 +233,9 @@ def resolve(experiment: str, profile: str = "paper", **overrides) -> RunConfig:
         img_size=img_size, crop_range=exp.crop_range, eval_crop=exp.eval_crop, cache_size=cache_size,
         pretrained=exp.pretrained, max_images=max_images,
     )  # fmt: skip
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if not hasattr(cfg, key):
-            raise TypeError(f"unknown run setting {key!r}")
-        setattr(cfg, key, tuple(value) if key == "crop_range" else value)
-    return cfg
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown run setting {unknown[0]!r}")
+    changes = {k: (tuple(v) if k == "crop_range" else v) for k, v in overrides.items() if v is not None}
+    return cfg.replace(**changes)

@@ -14,7 +14,6 @@ table says "no (weights not found)".
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -24,8 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from galaxylib.cli import UserError
+from galaxylib import layout
+from galaxylib.errors import NotebookFailed, UserError
 from galaxylib.experiments import EXPERIMENTS, RunConfig, get_profile, resolve
+from galaxylib.rundir import RunDir, load_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -35,11 +36,6 @@ NOTEBOOKS: tuple[str, ...] = (
 SYNTHETIC_SIZE = {"quick": 1500, "smoke": 120}  # galaxies generated when no data folder is given
 SYNTHETIC_SEED = 0
 KERNEL_NAME = "galaxylib"
-TEST_IMAGES_DIRNAME = "images_test_rev1"
-
-
-class NotebookFailed(UserError):
-    """A notebook raised: the message names the notebook, the cell and the error, in one line."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -101,7 +97,7 @@ def ensure_data(profile: str, data_dirs: Sequence[str | Path] | None = None,
 
 def find_test_image_dirs(data_dirs: Sequence[str | Path]) -> list[Path]:
     """Kaggle test-image folders (images_test_rev1/) inside the data folders."""
-    return [Path(d) / TEST_IMAGES_DIRNAME for d in data_dirs if (Path(d) / TEST_IMAGES_DIRNAME).is_dir()]
+    return [Path(d) / layout.TEST_IMAGES_DIR for d in data_dirs if (Path(d) / layout.TEST_IMAGES_DIR).is_dir()]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -123,11 +119,9 @@ class Run:
         return EXPERIMENTS[self.experiment].label
 
     def history(self) -> pd.DataFrame:
-        return pd.read_csv(self.run_dir / "history.csv")
+        return RunDir(self.run_dir).history()
 
     def load_model(self, which: str = "best"):
-        from galaxylib.train import load_run
-
         return load_run(self.run_dir, which)[1]
 
 
@@ -137,9 +131,10 @@ def weights_available(cfg: RunConfig) -> bool:
         return True
     if cfg.weights_file:
         return Path(cfg.weights_file).expanduser().is_file()
-    from galaxylib.models import TIMM_NAMES, find_cached_weights
+    from galaxylib.models import find_cached_weights, get_model_spec
 
-    return cfg.model not in TIMM_NAMES or find_cached_weights(TIMM_NAMES[cfg.model]) is not None
+    spec = get_model_spec(cfg.model)
+    return not spec.has_pretrained_weights or find_cached_weights(spec.timm_name) is not None
 
 
 def plan_run(experiment: str, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
@@ -153,7 +148,7 @@ def plan_run(experiment: str, profile: str, data_dirs: Sequence[str | Path], res
 
     cfg = resolve(experiment, profile, device=device, data_dirs=[str(Path(d).resolve()) for d in data_dirs])
     if cfg.pretrained and not weights_available(cfg):
-        cfg.pretrained = False
+        cfg = cfg.replace(pretrained=False)
     label = pretrained_label(experiment, {"pretrained": cfg.pretrained})
     return cfg, outputs(results_dir, profile).runs / cfg.run_name(), label
 
@@ -161,16 +156,16 @@ def plan_run(experiment: str, profile: str, data_dirs: Sequence[str | Path], res
 def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
                    device: str = "auto", retrain: bool = False, progress: bool = True) -> Run:
     """Train an experiment into results/<profile>/runs/<experiment>-<hash>/, or resume or reuse that run."""
-    from galaxylib.models import PretrainedWeightsMissing
+    from galaxylib.errors import PretrainedWeightsMissing
     from galaxylib.report import pretrained_label
-    from galaxylib.train import finished_metrics, train
+    from galaxylib.train import train
 
     cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device)
     if progress:
         note = "" if label != "no (weights not found)" else " (pretrained weights not found: random init)"
         print(f"== {experiment}: {EXPERIMENTS[experiment].label}, {profile} profile, {cfg.epochs} epochs at "
               f"{cfg.img_size} px{note} -> {run_dir}", flush=True)
-    finished = finished_metrics(cfg, run_dir)
+    finished = RunDir(run_dir).finished_metrics(cfg)
     if finished is not None and not retrain:
         if progress:
             print(f"{run_dir.name}: finished run reused (retrain=True trains it again)", flush=True)
@@ -178,7 +173,7 @@ def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | P
     try:
         metrics = train(cfg, run_dir, progress=progress, retrain=retrain)
     except PretrainedWeightsMissing:  # found on disk by weights_available() but not loadable by the factory
-        cfg.pretrained = False
+        cfg = cfg.replace(pretrained=False)
         label = pretrained_label(experiment, {"pretrained": False})
         run_dir = run_dir.parent / cfg.run_name()
         metrics = train(cfg, run_dir, progress=progress, retrain=retrain)
@@ -188,16 +183,16 @@ def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | P
 def make_submission(run: Run, data_dirs: Sequence[str | Path], out_path: str | Path, device: str = "auto",
                     progress: bool = True) -> Path | None:
     """A Kaggle submission from the run's best checkpoint for every image in images_test_rev1/ (if any)."""
-    from galaxylib import evaluate
+    from galaxylib import predict
 
     folders = find_test_image_dirs(data_dirs)
     if not folders:
         return None
-    ids, paths = evaluate.images_in(folders, progress=progress)
-    preds = evaluate.predict_files(run.load_model("best"), run.cfg, paths, tta=run.cfg.tta, device=device,
-                                   progress=progress)
-    evaluate.write_submission(ids, preds, out_path)
-    evaluate.check_submission(out_path, expected_ids=ids)
+    ids, paths = predict.images_in(folders, progress=progress)
+    preds = predict.predict_files(run.load_model("best"), run.cfg, paths, tta=run.cfg.tta, device=device,
+                                  progress=progress)
+    predict.write_submission(ids, preds, out_path)
+    predict.check_submission(out_path, expected_ids=ids)
     return Path(out_path)
 
 
@@ -347,17 +342,3 @@ def parse_bool(text: str | bool) -> bool:
     if value in ("false", "0", "no", "n", "off", ""):
         return False
     raise UserError(f"expected True or False, got {text!r}")
-
-
-def run_reproduce(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    names = list(args.only) if args.only else list(NOTEBOOKS)
-    names = [Path(n).stem for n in names]  # accept '01_baseline.ipynb' too
-    seconds = run_notebooks(names, profile=args.profile, data_dirs=args.data_dirs, device=args.device,
-                            retrain=parse_bool(args.retrain), results_dir=args.results_dir)  # fmt: skip
-    out = outputs(args.results_dir, args.profile)
-    total = time.perf_counter() - start
-    print(f"done in {total:.0f} s ({', '.join(f'{n} {s:.0f} s' for n, s in seconds.items())})")
-    print(f"  notebooks: {out.notebooks}\n  tables:    {out.tables}\n  figures:   {out.figures}\n"
-          f"  runs:      {out.runs}")
-    return 0

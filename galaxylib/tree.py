@@ -6,8 +6,8 @@ renormalised it to sum to 1). Everything here follows ../shared/docs/gz_decision
 Dieleman's `custom.py` (question slices and the order of the rescaling steps).
 
 The array functions accept numpy arrays and torch tensors alike, so the synthetic-vote generator
-(numpy) and the output layer (torch) share one definition of the tree. torch is imported only when a tensor
-or the output layer is asked for: `synth` and `check-data` start in a fraction of a second without it.
+(numpy) and Dieleman's output layer (torch, in galaxylib.models.heads) share one definition of the tree.
+This module never imports torch: `synth` and `check-data` start in a fraction of a second without it.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ class Question:
     @property
     def columns(self) -> tuple[str, ...]:
         return COLUMNS[self.slice]
+
+    @property
+    def parent_name(self) -> str:
+        """What the answers sum to: the parent column's name, or "1"."""
+        return "1" if self.parent is None else COLUMNS[self.parent]
 
 
 def _question_table() -> tuple[Question, ...]:
@@ -153,8 +158,7 @@ class Violation:
 
     def __str__(self) -> str:
         q = QUESTIONS[self.question - 1]
-        parent = "1" if q.parent is None else COLUMNS[q.parent]
-        return (f"GalaxyID {self.galaxy_id}: Q{q.number} ({', '.join(q.columns)}) sums to {parent} "
+        return (f"GalaxyID {self.galaxy_id}: Q{q.number} ({', '.join(q.columns)}) sums to {q.parent_name} "
                 f"{self.error:+.4g} (tolerance exceeded)")  # fmt: skip
 
 
@@ -170,11 +174,3 @@ def check_constraints(targets: np.ndarray, galaxy_ids, tol: float = 1e-3) -> lis
     ids = np.asarray(galaxy_ids)
     return [Violation(int(ids[r]), int(q) + 1, float(err[r, q])) for r, q in zip(rows, qs, strict=True)]
 
-
-def __getattr__(name: str):
-    # DecisionTreeNorm is a torch module: defined on first use so that importing the tree never imports torch
-    if name == "DecisionTreeNorm":
-        from galaxylib._tree_layer import DecisionTreeNorm
-
-        return DecisionTreeNorm
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

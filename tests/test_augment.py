@@ -9,10 +9,8 @@ import torch
 from PIL import Image
 
 from galaxylib.augment import (
-    FRAME,
     PaperTrainTransform,
     TrainAugment,
-    ViewSpec,
     affine_resample,
     eval_transform,
     paper_eval_transform,
@@ -20,7 +18,9 @@ from galaxylib.augment import (
     paper_tta_transform,
     tta_params,
     tta_views,
+    views_for,
 )
+from galaxylib.layout import FRAME
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gz_sample" / "images_training_rev1"
 ANGLES, FLIPS = (0.0, 30.0, 90.0, 200.0), (False, True)
@@ -125,6 +125,10 @@ def test_tta_params_order():
     assert params == list(itertools.product([45.0 * k for k in range(8)], [True, False]))
     assert tta_params(4, flips=False) == [(0.0, False), (90.0, False), (180.0, False), (270.0, False)]
     assert len(tta_params(32)) == 64
+    assert views_for(16) == tta_params() and views_for(1) == [(0.0, False)]
+    assert views_for(64) == tta_params(32) and views_for(3) == tta_params(3, flips=False)
+    with pytest.raises(ValueError, match="at least 1"):
+        views_for(0)
 
 
 def test_tta_views_match_paper(images):
@@ -138,16 +142,16 @@ def test_tta_views_match_paper(images):
     # the unrotated, unflipped view is exactly the eval transform
     plain = eval_transform(cache, source_crop=FRAME, out_size=128, eval_crop=256)
     torch.testing.assert_close(views[1], plain, rtol=0, atol=0)
-    assert len(list(tta_views(cache[:2], source_crop=FRAME, out_size=64, eval_crop=256, n_rotations=4,
-                              flips=False))) == 4
+    assert len(list(tta_views(cache[:2], source_crop=FRAME, out_size=64, eval_crop=256,
+                              views=tta_params(4, flips=False)))) == 4
 
 
 def test_tta_rotation_equivariance(images):
     """Rotating the image by 90 degrees (exact on a square grid) is the same as the 90-degree view."""
     cache = make_cache(images[:2], FRAME, 256)
     turned = torch.rot90(cache, 1, dims=(-2, -1))  # counter-clockwise, like PIL's positive angles
-    views = list(tta_views(cache, source_crop=FRAME, out_size=96, eval_crop=256, n_rotations=4))
-    views_turned = list(tta_views(turned, source_crop=FRAME, out_size=96, eval_crop=256, n_rotations=4))
+    views = list(tta_views(cache, source_crop=FRAME, out_size=96, eval_crop=256, views=tta_params(4)))
+    views_turned = list(tta_views(turned, source_crop=FRAME, out_size=96, eval_crop=256, views=tta_params(4)))
     for k in range(3):  # view (k+1)*90 of the image == view k*90 of the turned image, flipped and not
         for flip in range(2):
             torch.testing.assert_close(views[2 * (k + 1) + flip], views_turned[2 * k + flip], rtol=0, atol=1e-4)
@@ -174,18 +178,15 @@ def test_train_augment_sampling():
 def test_train_augment_output(images):
     cache = make_cache(images[:4], 352, 256)
     aug = TrainAugment(out_size=128, source_crop=352, crop_range=(184, 352))
-    out = aug(cache, torch.Generator().manual_seed(3))
+    params = aug.sample(4, torch.Generator().manual_seed(3))
+    out = aug.apply(cache, params)
     assert out.shape == (4, 3, 128, 128) and out.dtype == torch.float32
     assert out.min() >= -1 and out.max() <= 1 and out.max() > 0  # padding is -1, the galaxy is bright
-    assert torch.equal(out, aug(cache, torch.Generator().manual_seed(3)))
-    same = aug(cache.float(), torch.Generator().manual_seed(3))
-    torch.testing.assert_close(same, out)
-    same = aug(cache.contiguous(memory_format=torch.channels_last), torch.Generator().manual_seed(3))
-    torch.testing.assert_close(same, out)
-    # without a generator, the augment's own seeded generator advances: two calls differ
-    assert not torch.equal(aug(cache), aug(cache))
-    first = TrainAugment(out_size=128, source_crop=352, seed=7)(cache)
-    torch.testing.assert_close(first, TrainAugment(out_size=128, source_crop=352, seed=7)(cache))
+    assert torch.equal(out, aug.apply(cache, aug.sample(4, torch.Generator().manual_seed(3))))
+    torch.testing.assert_close(aug.apply(cache.float(), params), out)
+    torch.testing.assert_close(aug.apply(cache.contiguous(memory_format=torch.channels_last), params), out)
+    # other draws give other views
+    assert not torch.equal(out, aug.apply(cache, aug.sample(4, torch.Generator().manual_seed(4))))
 
 
 def test_padding_is_minus_one():
@@ -238,10 +239,10 @@ def test_antialias_random_noise(out_size):
     assert mad(fast(False), pil).min() > 0.1  # the plain resample keeps aliased noise
 
 
-def test_view_spec_and_arguments():
-    assert ViewSpec(out_size=128, source_crop=352).source_crop == 352
+def test_geometry_and_arguments():
+    assert TrainAugment(out_size=128, source_crop=352).source_crop == 352
     with pytest.raises(ValueError, match="even margin"):
-        ViewSpec(out_size=128, source_crop=351)
+        TrainAugment(out_size=128, source_crop=351)
     with pytest.raises(ValueError, match="crop_range"):
         TrainAugment(out_size=128, crop_range=(200, 200))
     with pytest.raises(ValueError, match="B, 3, S, S"):

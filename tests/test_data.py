@@ -18,7 +18,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from galaxylib import cli, data, tree
+from galaxylib import cli, data, layout, tree
+from galaxylib.data.problems import MAX_LISTED
+from galaxylib.errors import DataError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gz_sample"
 PARTIAL = SAMPLE / "extra_partial"
@@ -52,13 +54,13 @@ def make_folder(root: Path, n: int = 5, seed: int = 0, first_id: int = 100100, c
                 csv_name: str = "training_solutions_rev1.csv") -> tuple[Path, np.ndarray, pd.DataFrame]:  # fmt: skip
     """A Kaggle-layout folder with n galaxies -> (folder, ids, label table as written)."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / data.IMAGES_DIRNAME).mkdir()
+    (root / layout.TRAIN_IMAGES_DIR).mkdir()
     ids = first_id + 7 * np.arange(n)
     df = pd.DataFrame(valid_targets(n, seed), columns=tree.COLUMNS)[list(columns)]
     df.insert(0, "GalaxyID", ids)
     df.to_csv(root / csv_name, index=False)
     for k, gid in enumerate(ids):
-        write_jpeg(root / data.IMAGES_DIRNAME / f"{gid}.jpg", seed * 1000 + k)
+        write_jpeg(root / layout.TRAIN_IMAGES_DIR / f"{gid}.jpg", seed * 1000 + k)
     return root, ids, df
 
 
@@ -84,7 +86,7 @@ def check_data(capsys, *argv) -> tuple[int, str, str]:
 
 
 def img(folder: Path, gid) -> Path:
-    return folder / data.IMAGES_DIRNAME / f"{gid}.jpg"
+    return folder / layout.TRAIN_IMAGES_DIR / f"{gid}.jpg"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -93,12 +95,12 @@ def img(folder: Path, gid) -> Path:
 
 @pytest.fixture(scope="module")
 def sample() -> data.GalaxyData:
-    return data.load_folder(SAMPLE, progress=False)
+    return data.load_folders(SAMPLE, progress=False)
 
 
 @pytest.fixture(scope="module")
 def partial() -> data.GalaxyData:
-    return data.load_folder(PARTIAL, progress=False)
+    return data.load_folders(PARTIAL, progress=False)
 
 
 @needs_sample
@@ -171,7 +173,7 @@ def test_labels_matched_by_galaxy_id_not_order(tmp_path):
     shuffled = df.sample(frac=1, random_state=3)
     assert not shuffled["GalaxyID"].is_monotonic_increasing
     shuffled.to_csv(folder / "training_solutions_rev1.csv", index=False)
-    d = data.load_folder(folder, progress=False)
+    d = data.load_folders(folder, progress=False)
     np.testing.assert_array_equal(d.ids, ids)
     np.testing.assert_allclose(d.labels, df[list(tree.COLUMNS)].to_numpy(), atol=1e-7)
     assert [p.name for p in d.image_paths] == [f"{i}.jpg" for i in ids]
@@ -180,7 +182,7 @@ def test_labels_matched_by_galaxy_id_not_order(tmp_path):
 def test_partial_columns_and_subset(tmp_path):
     cols = list(tree.COLUMNS[:5]) + ["Class6.1", "Class6.2"]
     folder, ids, _ = make_folder(tmp_path / "p", n=4, columns=cols, csv_name="training_solutions_rev1_partial.csv")
-    d = data.load_folder(folder, progress=False)
+    d = data.load_folders(folder, progress=False)
     assert d.labelled_columns() == cols
     assert d.label_mask().sum() == 4 * len(cols) and np.isnan(d.labels).sum() == 4 * (37 - len(cols))
     sub = d.subset([2, 0])
@@ -198,11 +200,11 @@ def test_load_images_unlabelled(tmp_path, capsys):
     d = data.load_images(flat, progress=False)
     assert d.labels is None and d.ids.tolist() == [100, 200, 300] and not d.label_mask().any()
     kaggle = tmp_path / "kaggle"
-    (kaggle / data.TEST_IMAGES_DIRNAME).mkdir(parents=True)
-    write_jpeg(kaggle / data.TEST_IMAGES_DIRNAME / "123.jpg", 1)
+    (kaggle / layout.TEST_IMAGES_DIR).mkdir(parents=True)
+    write_jpeg(kaggle / layout.TEST_IMAGES_DIR / "123.jpg", 1)
     assert data.load_images(kaggle, progress=False).ids.tolist() == [123]
     (flat / "200.jpg").write_bytes(b"")
-    with pytest.raises(data.DataError, match=r"200\.jpg.*empty file"):
+    with pytest.raises(DataError, match=r"200\.jpg.*empty file"):
         data.load_images(flat, progress=False)
     rc, _, err = check_data(capsys, flat)
     assert rc == 2 and "200.jpg: GalaxyID 200: empty file" in err
@@ -213,7 +215,7 @@ def test_load_images_unlabelled(tmp_path, capsys):
 def test_data_source(tmp_path):
     real, _, _ = make_folder(tmp_path / "real", n=2)
     synth, _, _ = make_folder(tmp_path / "synth", n=2, first_id=200000)
-    (synth / data.SYNTHETIC_MARKER).write_text("{}")
+    (synth / layout.SYNTHETIC_MARKER).write_text("{}")
     assert data.data_source(real) == "Kaggle sample"
     assert data.data_source([synth]) == "synthetic"
     assert data.data_source([synth, real]) == "synthetic + Kaggle sample"
@@ -310,7 +312,7 @@ def _small_jpeg(folder, ids):
 
 
 def _badly_named_image(folder, ids):
-    write_jpeg(folder / data.IMAGES_DIRNAME / "galaxy.jpg", 3)
+    write_jpeg(folder / layout.TRAIN_IMAGES_DIR / "galaxy.jpg", 3)
     return ["galaxy.jpg", "not <GalaxyID>.jpg"]
 
 
@@ -334,9 +336,9 @@ def _two_label_files(folder, ids):
 
 
 def _no_images_folder(folder, ids):
-    for p in (folder / data.IMAGES_DIRNAME).iterdir():
+    for p in (folder / layout.TRAIN_IMAGES_DIR).iterdir():
         p.unlink()
-    (folder / data.IMAGES_DIRNAME).rmdir()
+    (folder / layout.TRAIN_IMAGES_DIR).rmdir()
     return ["no images_training_rev1/ folder"]
 
 
@@ -357,8 +359,8 @@ def test_check_data_rejects_bad_input(tmp_path, capsys, corrupt):
     assert err.startswith("error: ")
     for text in expected:
         assert text in err, f"{text!r} not in:\n{err}"
-    with pytest.raises(data.DataError):
-        data.load_folder(folder, progress=False)
+    with pytest.raises(DataError):
+        data.load_folders(folder, progress=False)
 
 
 def test_check_data_accepts_a_clean_folder_and_tol_is_configurable(tmp_path, capsys):
@@ -399,11 +401,11 @@ def test_all_problems_are_reported_at_once_and_the_list_is_capped(tmp_path):
 
     rewrite_csv(folder, edit)
     img(folder, ids[0]).unlink()
-    with pytest.raises(data.DataError) as info:
-        data.load_folder(folder, progress=False)
+    with pytest.raises(DataError) as info:
+        data.load_folders(folder, progress=False)
     lines = str(info.value).splitlines()
     assert lines[0].startswith("36 problems in the data")
-    assert len(lines) == 1 + data.MAX_LISTED + 1 and lines[-1] == f"  ... and {36 - data.MAX_LISTED} more"
+    assert len(lines) == 1 + MAX_LISTED + 1 and lines[-1] == f"  ... and {36 - MAX_LISTED} more"
     assert len(info.value.problems) == 36
     assert any(f"no image images_training_rev1/{ids[0]}.jpg" in str(p) for p in info.value.problems)
 
@@ -427,10 +429,10 @@ def _corrupt_several(folder: Path, ids: np.ndarray) -> dict[int, str]:
 def test_skip_bad_skips_and_lists_every_bad_row(tmp_path, capsys):
     folder, ids, df = make_folder(tmp_path / "skip", n=7)
     bad = _corrupt_several(folder, ids)
-    with pytest.raises(data.DataError) as info:
-        data.load_folder(folder, progress=False)
+    with pytest.raises(DataError) as info:
+        data.load_folders(folder, progress=False)
     assert all(f"GalaxyID {gid}" in str(info.value) for gid in bad)
-    d = data.load_folder(folder, skip_bad=True, progress=False)
+    d = data.load_folders(folder, skip_bad=True, progress=False)
     good = [3, 5, 6]
     np.testing.assert_array_equal(d.ids, ids[good])
     np.testing.assert_allclose(d.labels, df[list(tree.COLUMNS)].to_numpy()[good], atol=1e-7)
@@ -447,8 +449,8 @@ def test_skip_bad_skips_and_lists_every_bad_row(tmp_path, capsys):
 def test_skip_bad_cannot_skip_file_level_problems(tmp_path):
     folder, ids, _ = make_folder(tmp_path / "f")
     _misspelled(folder, ids)
-    with pytest.raises(data.DataError, match="cannot skip"):
-        data.load_folder(folder, skip_bad=True, progress=False)
+    with pytest.raises(DataError, match="cannot skip"):
+        data.load_folders(folder, skip_bad=True, progress=False)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -457,7 +459,7 @@ def test_skip_bad_cannot_skip_file_level_problems(tmp_path):
 
 def test_paper_split_falls_back_without_stratification_on_tiny_data(tmp_path):
     folder, _, _ = make_folder(tmp_path / "s", n=12)
-    d = data.load_folder(folder, progress=False)
+    d = data.load_folders(folder, progress=False)
     d.labels[:, :3] = [1, 0, 0]
     d.labels[6:, :3] = [0, 1, 0]
     with warnings.catch_warnings():
@@ -475,8 +477,8 @@ def test_paper_split_falls_back_without_stratification_on_tiny_data(tmp_path):
 
 def test_paper_split_refuses_missing_q1(tmp_path):
     folder, _, _ = make_folder(tmp_path / "q", n=4, columns=tree.COLUMNS[3:])
-    d = data.load_folder(folder, progress=False)
-    with pytest.raises(data.DataError, match="no Q1 labels"):
+    d = data.load_folders(folder, progress=False)
+    with pytest.raises(DataError, match="no Q1 labels"):
         data.paper_split(d)
 
 
@@ -493,7 +495,7 @@ def direct_decode(path: Path, crop: int, size: int) -> np.ndarray:
 
 def test_cache_equals_direct_decode_is_reused_and_rebuilt_on_change(tmp_path, monkeypatch):
     folder, _, _ = make_folder(tmp_path / "c", n=4)
-    paths = data.load_folder(folder, progress=False).image_paths
+    paths = data.load_folders(folder, progress=False).image_paths
     cache_dir = tmp_path / "cache"
     arr = data.build_cache(paths, crop=256, size=48, cache_dir=cache_dir, progress=False)
     assert arr.shape == (4, 48, 48, 3) and arr.dtype == np.uint8 and isinstance(arr, np.memmap)
@@ -523,7 +525,7 @@ def test_cache_equals_direct_decode_is_reused_and_rebuilt_on_change(tmp_path, mo
 
 def test_cache_in_parallel_matches_serial(tmp_path):
     folder, _, _ = make_folder(tmp_path / "par", n=6)
-    paths = sorted((folder / data.IMAGES_DIRNAME).glob("*.jpg"))
+    paths = sorted((folder / layout.TRAIN_IMAGES_DIR).glob("*.jpg"))
     serial = data.build_cache(paths, crop=300, size=40, cache_dir=tmp_path / "one", workers=1, progress=False)
     pooled = data.build_cache(paths, crop=300, size=40, cache_dir=tmp_path / "two", workers=2, progress=False)
     np.testing.assert_array_equal(serial, pooled)
@@ -532,9 +534,9 @@ def test_cache_in_parallel_matches_serial(tmp_path):
 def test_cache_build_fails_cleanly_on_a_corrupt_image(tmp_path):
     folder, ids, _ = make_folder(tmp_path / "bad", n=3)
     _truncated_jpeg(folder, ids)
-    paths = sorted((folder / data.IMAGES_DIRNAME).glob("*.jpg"))
+    paths = sorted((folder / layout.TRAIN_IMAGES_DIR).glob("*.jpg"))
     cache_dir = tmp_path / "cache"
-    with pytest.raises(data.DataError, match=rf"{ids[2]}\.jpg: cannot be decoded"):
+    with pytest.raises(DataError, match=rf"{ids[2]}\.jpg: cannot be decoded"):
         data.build_cache(paths, size=32, cache_dir=cache_dir, progress=False)
     assert list(cache_dir.iterdir()) == []  # no half-written cache left to be reused
 

@@ -12,17 +12,18 @@ import torchvision
 from safetensors.torch import save_file
 from torch import nn
 
-from galaxylib.cli import UserError
+from galaxylib.errors import UserError
 from galaxylib.models import (
     CBAM,
     MODEL_NAMES,
-    TIMM_NAMES,
+    MODELS,
+    DecisionTreeNorm,
     GalaxyModel,
     PretrainedWeightsMissing,
     build_model,
     count_parameters,
 )
-from galaxylib.tree import DecisionTreeNorm, check_constraints
+from galaxylib.tree import check_constraints
 
 # Small inputs keep ConvNeXt-L and ViT-B cheap on CPU: 32 px for CNNs, 28 px = 2x2 patches of 14 for the ViT.
 SMALL_SIZE = {name: 28 if name == "dinov2_vitb14_reg" else 32 for name in MODEL_NAMES}
@@ -265,7 +266,7 @@ def test_weights_file_for_the_vit_is_resampled_to_the_model_grid(tmp_path, empty
 
 
 def test_populated_hf_cache_loads_without_network(tmp_path, empty_caches, small_models):
-    timm_name = TIMM_NAMES["resnet50"]
+    timm_name = MODELS["resnet50"].timm_name
     state = _perturbed_state_dict(small_models["resnet50"].backbone)
     repo = tmp_path / "hf" / "hub" / f"models--timm--{timm_name}"
     (repo / "refs").mkdir(parents=True)
@@ -289,9 +290,9 @@ def test_torchvision_weights_in_the_torch_hub_cache_are_used(tmp_path, empty_cac
     assert model.weights_source == str(cached)
 
 
-@pytest.mark.parametrize("name", list(TIMM_NAMES))
+@pytest.mark.parametrize("name", [m.name for m in MODELS.values() if m.timm_name])
 def test_missing_pretrained_weights_is_one_clear_error(empty_caches, name):
-    timm_name = TIMM_NAMES[name]
+    timm_name = MODELS[name].timm_name
     with pytest.raises(PretrainedWeightsMissing) as info:
         build_model(name, img_size=224, pretrained=True)
     message = str(info.value)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from galaxylib import cli, reproduce
-from galaxylib.cli import UserError
+from galaxylib.errors import UserError
 from galaxylib.experiments import EXPERIMENTS, resolve
 
 ROOT = Path(__file__).resolve().parents[1]

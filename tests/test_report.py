@@ -8,6 +8,7 @@ import pytest
 
 from galaxylib import report, tree
 from galaxylib.experiments import EXPERIMENTS
+from galaxylib.rundir import RunDir
 
 
 def _fake_run(folder, experiment, val_rmse_tta, pretrained, seconds=2.5, source="synthetic"):
@@ -49,7 +50,7 @@ def runs(tmp_path):
 
 
 def test_scores_table_puts_the_paper_beside_ours_with_the_difference(runs):
-    metrics = {e: report.load_metrics(d) for e, d in runs.items()}
+    metrics = {e: RunDir(d).metrics() for e, d in runs.items()}
     paper = report.load_paper_reference()
     table = report.scores_table(metrics, paper, report.TABLE_II)
     assert list(table["Experiment"]) == [
@@ -76,7 +77,7 @@ def test_scores_table_puts_the_paper_beside_ours_with_the_difference(runs):
 
 
 def test_saved_tables_round_trip_and_carry_their_caption(runs, tmp_path):
-    metrics = {e: report.load_metrics(d) for e, d in runs.items()}
+    metrics = {e: RunDir(d).metrics() for e, d in runs.items()}
     table = report.scores_table(metrics, report.load_paper_reference(), report.TABLE_I)
     prov = report.common_provenance(metrics)
     caption = f"Table I. {prov.line()}. {prov.caveat()}"
@@ -91,7 +92,7 @@ def test_saved_tables_round_trip_and_carry_their_caption(runs, tmp_path):
 
 
 def test_per_question_table(runs):
-    metrics = {e: report.load_metrics(d) for e, d in runs.items()}
+    metrics = {e: RunDir(d).metrics() for e, d in runs.items()}
     per_q = report.per_question_table(metrics, ["resnet50", "baseline"])
     assert list(per_q["Experiment"]) == ["resnet50", "baseline"]
     assert per_q.loc[0, "Q11"] == pytest.approx(0.21) and per_q.loc[0, "all"] == 0.0999
@@ -122,12 +123,12 @@ def test_history_and_comparison_figures(runs, tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    hist = {"Baseline": report.load_history(runs["baseline"])}
+    hist = {"Baseline": RunDir(runs["baseline"]).history()}
     fig = report.plot_history(hist, "title with provenance")
     assert fig._suptitle.get_text() == "title with provenance"
     path = report.save_figure(fig, tmp_path / "figures", "history")
     assert path.stat().st_size > 1000
-    metrics = {e: report.load_metrics(d) for e, d in runs.items()}
+    metrics = {e: RunDir(d).metrics() for e, d in runs.items()}
     table = report.scores_table(metrics, report.load_paper_reference())
     fig = report.plot_model_comparison(table, "comparison")
     assert report.save_figure(fig, tmp_path / "figures", "comparison").is_file()

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from galaxylib import cli, synth, tree
-from galaxylib.cli import UserError
+from galaxylib.errors import UserError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gz_sample"
 N = 300  # enough for column means within ~0.02 of the real sample's, small enough to render in seconds

@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from galaxylib import train as gtrain
-from galaxylib.cli import UserError, main
+from galaxylib.augment import TrainAugment
+from galaxylib.cli import main
+from galaxylib.errors import UserError
 from galaxylib.experiments import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,14 +83,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synth_dir, tmp_path, 
     cfg = _cfg(synth_dir, epochs=3)
     steps_per_epoch = -(-int(0.9 * 64) // cfg.batch_size)
     calls = {"n": 0}
-    real = gtrain.affine_resample
+    real = TrainAugment.apply
 
-    def poisoned(*args, **kwargs):
+    def poisoned(self, *args, **kwargs):
         calls["n"] += 1
-        x = real(*args, **kwargs)
-        return x * float("nan") if calls["n"] > steps_per_epoch + 1 else x  # from epoch 2 on
+        x = real(self, *args, **kwargs)
+        return x * float("nan") if calls["n"] > steps_per_epoch else x  # from epoch 2 on
 
-    monkeypatch.setattr(gtrain, "affine_resample", poisoned)
+    monkeypatch.setattr(TrainAugment, "apply", poisoned)
     with pytest.raises(gtrain.TrainingDiverged, match="NaN"):
         gtrain.train(cfg, tmp_path / "run", progress=False)
     state = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=False)

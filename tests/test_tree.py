@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from galaxylib import tree
+from galaxylib.models import DecisionTreeNorm
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gz_sample"
 
@@ -76,7 +77,7 @@ def test_dieleman_layer_outputs_satisfy_constraints_numpy_and_torch_agree():
     torch.manual_seed(0)
     logits = torch.randn(64, 37)
     logits[:8] = -torch.rand(8, 37)  # all-negative questions too: uniform, not 0/0
-    out = tree.DecisionTreeNorm()(logits)
+    out = DecisionTreeNorm()(logits)
     assert out.shape == (64, 37) and float(out.min()) >= 0 and float(out.max()) <= 1
     assert tree.check_constraints(out.double().numpy(), range(64), tol=1e-5) == []
     relu = np.maximum(logits.numpy().astype(np.float64), 0) + 1e-6
@@ -86,5 +87,5 @@ def test_dieleman_layer_outputs_satisfy_constraints_numpy_and_torch_agree():
 
 def test_dieleman_layer_is_differentiable():
     logits = torch.randn(4, 37, requires_grad=True)
-    tree.DecisionTreeNorm()(logits).square().sum().backward()
+    DecisionTreeNorm()(logits).square().sum().backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all()

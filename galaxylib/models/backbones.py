@@ -1,8 +1,9 @@
 """timm backbones that carry the paper's pretrained weights, and offline-only weight loading.
 
-Ng loaded torchvision IMAGENET1K_V1 ResNets/ConvNeXt and torch.hub `dinov2_vitb14_reg`; the timm names below
-hold the same weights. No machine of this project can download anything, so pretrained weights come either
-from a Hugging Face cache that is already populated or from a file the user names. We find the file ourselves
+Ng loaded torchvision IMAGENET1K_V1 ResNets/ConvNeXt and torch.hub `dinov2_vitb14_reg`; the timm names in
+galaxylib/models/registry.py say which timm weights stand for them. No machine of this project can download
+anything, so pretrained weights come either from a Hugging Face cache that is already populated or from a file
+the user names. We find the file ourselves
 and hand timm a path, so timm never reaches for the network: a missing file is one clear error, never a hang
 and never a silent fall-back to random weights.
 """
@@ -17,26 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from galaxylib.cli import UserError
+from galaxylib.errors import PretrainedWeightsMissing, UserError
 
-TIMM_NAMES: dict[str, str] = {
-    "resnet50": "resnet50.tv_in1k",  # torchvision IMAGENET1K_V1 (resnet50-0676ba61.pth)
-    "resnet101": "resnet101.tv_in1k",  # torchvision IMAGENET1K_V1 (resnet101-63fe2227.pth)
-    "convnext_large": "convnext_large.fb_in1k",  # the 1k EMA checkpoint torchvision ships as IMAGENET1K_V1
-    "dinov2_vitb14_reg": "vit_base_patch14_reg4_dinov2.lvd142m",  # ViT-B/14 with 4 registers, LVD-142M
-}
-# Module (relative to the timm model) whose activations AblationCAM explains.
-CAM_LAYERS: dict[str, str] = {
-    "resnet50": "layer4.2",
-    "resnet101": "layer4.2",
-    "convnext_large": "stages.3",
-    "dinov2_vitb14_reg": "blocks.11.norm1",
-}
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm's hf-hub loader looks for
-
-
-class PretrainedWeightsMissing(UserError):
-    """Pretrained weights were asked for but are not on this machine (and cannot be downloaded)."""
 
 
 def hf_hub_cache() -> Path:

@@ -12,7 +12,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from galaxylib.cli import UserError
+from galaxylib.errors import UserError
 
 # (in channels, out channels, kernel); padding kernel // 2 keeps the size ("same"), as in the paper's code
 BLOCKS: tuple[tuple[int, int, int], ...] = ((3, 32, 17), (32, 64, 13), (64, 128, 9), (128, 256, 7))

@@ -1,0 +1,144 @@
+"""Predictions: the 37 values for cached images with test-time views, for image files with a run's settings, and
+Kaggle submission files (written atomically, checked before they are kept)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from galaxylib import tree
+from galaxylib.augment import tta_views, views_for
+from galaxylib.device import amp_dtype, select_device
+from galaxylib.errors import UserError
+from galaxylib.fileio import atomic_write
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor, *, source_crop: int, out_size: int, eval_crop: int,
+            tta: int = 1, batch_size: int = 256, device: torch.device | str = "cpu",
+            amp_dtype: torch.dtype | None = None, channels_last: bool = False,
+            progress: bool = False) -> np.ndarray:
+    """Predict the 37 values for every cached image (N, S, S, 3) uint8, averaged over `tta` views.
+
+    Args:
+        model: a GalaxyModel (any module mapping (B, 3, H, W) to (B, 37)).
+        images: the decode-once cache as a tensor (N, S, S, 3) uint8 covering the centre `source_crop` px.
+        source_crop, out_size, eval_crop: the run's geometry (see galaxylib.augment).
+        tta: test-time views (augment.views_for): 1 = one centre view, 16 = the paper's 8 rotations x 2 flips.
+        batch_size: images per forward pass.
+        device: where the model runs.
+        amp_dtype: autocast dtype (None: fp32).
+        channels_last: feed channels_last batches.
+        progress: a progress bar over batches.
+
+    Returns:
+        (N, 37) float64, the views averaged with equal weight, as the paper averaged its submission files.
+    """
+    device = torch.device(device)
+    views = views_for(tta)
+    model.eval()
+    out = np.zeros((len(images), tree.NUM_OUTPUTS), np.float64)
+    batches = range(0, len(images), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"predict ({len(views)} views)", unit="batch")
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    for start in batches:
+        x = images[start : start + batch_size].to(device, non_blocking=True).permute(0, 3, 1, 2)
+        acc = torch.zeros((x.shape[0], tree.NUM_OUTPUTS), device=device)
+        for v in tta_views(x, source_crop=source_crop, out_size=out_size, eval_crop=eval_crop, views=views):
+            if channels_last:
+                v = v.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                acc += model(v).float()
+        out[start : start + len(x)] = (acc / len(views)).cpu().numpy()
+    return out
+
+
+def images_in(folders, progress: bool = True) -> tuple[np.ndarray, list[Path]]:
+    """GalaxyIDs and paths of every JPEG in the folders (images_test_rev1/, a Kaggle folder, or bare *.jpg)."""
+    from galaxylib.data import load_images
+
+    folders = [Path(folders)] if isinstance(folders, str | Path) else [Path(f) for f in folders]
+    for folder in folders:
+        if not folder.is_dir():
+            raise UserError(f"{folder}: no such image folder")
+    found = load_images(folders, progress=progress)
+    return found.ids, found.image_paths
+
+
+def predict_files(model: torch.nn.Module, cfg, paths: list[Path], *, tta: int, device: str = "auto",
+                  batch_size: int = 256, progress: bool = True) -> np.ndarray:
+    """Predictions for image files with a run's settings (`cfg`: a RunConfig): decode once, then `predict`."""
+    from galaxylib.data import build_cache
+
+    dev = select_device(device)
+    cache = build_cache(paths, crop=cfg.source_crop, size=cfg.cache_size, progress=progress)
+    return predict(model.to(dev), torch.from_numpy(np.array(cache)), source_crop=cfg.source_crop,
+                   out_size=cfg.img_size, eval_crop=cfg.eval_crop, tta=tta, batch_size=batch_size, device=dev,
+                   amp_dtype=amp_dtype("auto", dev), progress=progress)
+
+
+def submission_frame(galaxy_ids: Iterable[int], preds: np.ndarray) -> pd.DataFrame:
+    """GalaxyID + the 37 columns in Kaggle's order, one row per image."""
+    df = pd.DataFrame(np.asarray(preds, np.float64), columns=list(tree.COLUMNS))
+    df.insert(0, tree.ID_COLUMN, np.asarray(list(galaxy_ids), np.int64))
+    return df
+
+
+def write_submission(galaxy_ids: Iterable[int], preds: np.ndarray, path: str | Path) -> Path:
+    """A Kaggle submission file (6 decimals), written atomically."""
+    path = Path(path)
+    df = submission_frame(galaxy_ids, preds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6f"))
+
+
+def check_submission(path: str | Path, expected_ids: Iterable[int] | None = None) -> pd.DataFrame:
+    """Validate a submission file; raise UserError naming the first problems found. Returns it as a frame."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such submission file")
+    try:
+        df = pd.read_csv(path)
+    except Exception as err:  # pandas raises many types for unreadable files
+        raise UserError(f"{path}: not a readable CSV ({err})") from err
+    problems = []
+    header = list(df.columns)
+    expected_header = [tree.ID_COLUMN, *tree.COLUMNS]
+    if header != expected_header:
+        if header and header[0] == "GalaxyId":  # the spelling of Kaggle's own example file
+            header[0] = tree.ID_COLUMN
+            df.columns = header
+        if header != expected_header:
+            missing = [c for c in expected_header if c not in header]
+            extra = [c for c in header if c not in expected_header]
+            problems.append(f"{path}: header must be GalaxyID + the 37 columns in order"
+                            + (f"; missing {missing}" if missing else "") + (f"; unexpected {extra}" if extra else ""))
+    if not problems:
+        values = df[list(tree.COLUMNS)].apply(pd.to_numeric, errors="coerce")
+        bad = values.isna() | (values < 0) | (values > 1)
+        for row, col in zip(*np.nonzero(bad.to_numpy()), strict=True):
+            problems.append(f"{path}: GalaxyID {df.iloc[row, 0]}, column {tree.COLUMNS[col]}: "
+                            f"{df.iloc[row, col + 1]!r} is not a number in [0, 1]")
+            if len(problems) >= 10:
+                break
+        dup = df[tree.ID_COLUMN][df[tree.ID_COLUMN].duplicated()]
+        problems += [f"{path}: GalaxyID {g} appears more than once" for g in dup.head(5)]
+        if expected_ids is not None:
+            want, have = set(map(int, expected_ids)), set(df[tree.ID_COLUMN].astype(np.int64))
+            missing = sorted(want - have)
+            if missing:
+                problems.append(f"{path}: {len(missing)} images have no row, e.g. GalaxyID {missing[0]}")
+            extra = sorted(have - want)
+            if extra:
+                problems.append(f"{path}: {len(extra)} rows have no image, e.g. GalaxyID {extra[0]}")
+    if problems:
+        raise UserError("\n".join(problems))
+    return df

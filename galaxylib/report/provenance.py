@@ -1,0 +1,71 @@
+"""Where a number comes from: the data (synthetic / Kaggle sample / full Kaggle), profile, device and weights,
+shown in every table caption and figure title. Synthetic numbers are never presented as a reproduction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from galaxylib.experiments import EXPERIMENTS
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a number comes from: shown in every table caption and figure title."""
+
+    data_source: str  # synthetic | Kaggle sample | full Kaggle
+    profile: str
+    device: str
+    pretrained: str = ""  # "" when it differs per row (the table says it per row then)
+
+    def line(self) -> str:
+        parts = [f"data: {self.data_source}", f"profile: {self.profile}", f"device: {self.device}"]
+        if self.pretrained:
+            parts.append(f"pretrained: {self.pretrained}")
+        return " | ".join(parts)
+
+    def caveat(self) -> str:
+        return data_caveat(self.data_source, self.profile)
+
+
+def data_caveat(data_source: str, profile: str) -> str:
+    """One sentence on what the numbers can and cannot be compared with."""
+    if "synthetic" in data_source:
+        return ("Synthetic data: these numbers test the pipeline; they are not a reproduction of the paper "
+                "and cannot be compared with its scores.")
+    if data_source != "full Kaggle":
+        return ("A sample of the Kaggle data (far fewer than the paper's 61,578 galaxies): not comparable "
+                "with the paper's scores.")
+    if profile != "paper":
+        return (f"Full Kaggle data, but the '{profile}' profile trains fewer epochs on fewer, smaller "
+                "images: not the paper's setting.")
+    return ("Full Kaggle data, paper profile. Ours: RMSE on the paper's 10% validation split; the paper's: "
+            "the Kaggle private leaderboard.")
+
+
+
+def pretrained_label(experiment: str, metrics: Mapping) -> str:
+    """The pretrained column: as the paper, loaded, or (never silently) missing."""
+    exp = EXPERIMENTS[experiment]
+    if not exp.pretrained:
+        return "no"
+    if metrics.get("pretrained"):
+        return f"yes ({exp.paper_weights})" if exp.paper_weights else "yes"
+    return "no (weights not found)"
+
+
+def provenance_of(metrics: Mapping, experiment: str | None = None) -> Provenance:
+    exp = experiment or metrics.get("experiment")
+    pretrained = pretrained_label(exp, metrics) if exp in EXPERIMENTS else ""
+    get = metrics.get
+    return Provenance(get("data_source", "?"), get("profile", "?"), get("device", "?"), pretrained)
+
+
+def common_provenance(metrics: Mapping[str, Mapping]) -> Provenance:
+    """The provenance shared by several runs; a field that differs is listed with all its values."""
+
+    def joined(key: str) -> str:
+        values = sorted({str(m.get(key, "?")) for m in metrics.values()})
+        return " / ".join(values) if values else "?"
+
+    return Provenance(joined("data_source"), joined("profile"), joined("device"))
