@@ -48,7 +48,9 @@ def _add_train(sub) -> None:
                    help="Kaggle-layout folders (several are combined)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "tf32", "bf16"],
+                   help="auto: bf16 on CUDA, fp32 on the CPU; fp32: PyTorch's default arithmetic, the paper's; "
+                   "tf32: fp32 with TF32 matrix products on CUDA")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="global batch (default: the experiment's, 105 in the paper)")
     p.add_argument("--max-images", type=int, help="use at most this many galaxies (train + validation)")
@@ -102,6 +104,9 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--retrain", default="False", help="True: train every run again instead of reusing it")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results")
     p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="only these notebooks, e.g. 04_paper_tables")
+    p.add_argument("--allow-random-init", action="store_true", default=None,
+                   help="train pretrained models from random weights when their weights are missing (quick and "
+                   "smoke do; the paper profile otherwise stops before any training)")
     p.set_defaults(func="run_reproduce")
 
 

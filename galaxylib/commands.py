@@ -46,7 +46,12 @@ def run_info(args: argparse.Namespace) -> int:
     model = build_model(cfg.model, img_size=cfg.img_size, pretrained=False, head=cfg.head)
     print(f"{exp.name}: {exp.label} (paper Table {exp.table})")
     print(f"  parameters     {count_parameters(model):,} at {cfg.img_size} px")
-    print(f"  pretrained     {exp.paper_weights or 'no (random initialisation)'}")
+    spec = exp.spec
+    if exp.pretrained:
+        print(f"  pretrained     {spec.paper_weights}: {spec.paper_weights_file} (the paper's file; "
+              f"{spec.paper_source})")
+    else:
+        print(f"  pretrained     no (random initialisation, as the paper: {spec.paper_source})")
     for key, value in cfg.to_dict().items():
         if key not in ("data_dirs", "world_size"):
             print(f"  {key:<14} {value}")
@@ -123,7 +128,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
     names = list(args.only) if args.only else list(reproduce.NOTEBOOKS)
     names = [Path(n).stem for n in names]  # accept '01_baseline.ipynb' too
     seconds = reproduce.run_notebooks(names, profile=args.profile, data_dirs=args.data_dirs, device=args.device,
-                                      retrain=reproduce.parse_bool(args.retrain), results_dir=args.results_dir)
+                                      retrain=reproduce.parse_bool(args.retrain), results_dir=args.results_dir,
+                                      allow_random_init=args.allow_random_init)
     out = reproduce.outputs(args.results_dir, args.profile)
     total = time.perf_counter() - start
     print(f"done in {total:.0f} s ({', '.join(f'{n} {s:.0f} s' for n, s in seconds.items())})")

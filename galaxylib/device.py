@@ -10,7 +10,7 @@ import torch
 from galaxylib.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
 
 def select_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -38,13 +38,34 @@ def select_device(name: str = "auto", local_rank: int | None = None) -> torch.de
     return torch.device("cpu")
 
 
-def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 by default on CUDA; None (plain fp32) on the CPU and whenever fp32 is asked."""
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """auto -> bf16 on CUDA, fp32 on the CPU; tf32 means fp32 on the CPU (it is a GPU matmul mode)."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision not in ("fp32", "bf16"):
-        raise UserError(f"unknown precision {precision!r}: use auto, fp32 or bf16")
-    return torch.bfloat16 if precision == "bf16" else None
+        return "bf16" if device.type == "cuda" else "fp32"
+    if precision == "tf32" and device.type != "cuda":
+        return "fp32"
+    return precision
+
+
+def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 (the default on CUDA), or None: no autocast (fp32, tf32, and the CPU's auto)."""
+    return torch.bfloat16 if resolve_precision(precision, device) == "bf16" else None
+
+
+def set_float32_matmul(precision: str, device: torch.device) -> None:
+    """The arithmetic of fp32 matrix products and convolutions on CUDA, set for the whole process.
+
+    fp32: PyTorch's defaults, as the paper ran (matmuls in IEEE fp32; cuDNN may use TF32 for convolutions on
+    Ampere and later GPUs, which is PyTorch's default too). tf32 and bf16: TF32 for both (bf16 autocast leaves
+    some layers in fp32). No effect on the CPU.
+    """
+    if device.type != "cuda":
+        return
+    tf32 = resolve_precision(precision, device) in ("tf32", "bf16")
+    torch.backends.cuda.matmul.allow_tf32 = tf32  # PyTorch's default: False
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default: True, whatever the precision
 
 
 def device_name(device: torch.device | str = "auto") -> str:

@@ -96,6 +96,8 @@ class Profile:
     # the foundation models cost 10-100x the baseline per image: small profiles scale them further
     foundation_img_scale: float | None = None
     foundation_max_images: int | None = None
+    # missing pretrained weights: train from random initialisation (labelled so) instead of stopping
+    random_init_when_weights_missing: bool = False
 
 
 PROFILES: dict[str, Profile] = {
@@ -106,11 +108,12 @@ PROFILES: dict[str, Profile] = {
                 "epochs (10); foundation models on <= 300 galaxies at 32 px (DINOv2 28 px) for 2 epochs; batch 32 "
                 "and 3x the learning rate (3e-4), since it takes ~100x fewer optimizer steps than the paper",
                 epoch_scale=1 / 24, min_epochs=2, max_epochs=10, img_scale=0.25, max_images=1500, batch_size=32,
-                lr_scale=3.0, foundation_img_scale=1 / 7, foundation_max_images=300),
+                lr_scale=3.0, foundation_img_scale=1 / 7, foundation_max_images=300,
+                random_init_when_weights_missing=True),
         Profile("smoke", "seconds, for tests: <= 96 galaxies, 1 epoch, 16 px (foundation models 32 px, ViT 28 px), "
                 "batch 16",
                 epoch_scale=0.0, min_epochs=1, max_epochs=1, img_scale=0.125, max_images=96, batch_size=16,
-                foundation_img_scale=1 / 7, foundation_max_images=48),
+                foundation_img_scale=1 / 7, foundation_max_images=48, random_init_when_weights_missing=True),
     )
 }  # fmt: skip
 
@@ -143,7 +146,7 @@ class RunConfig:
     head: str = "faithful"  # or "plain"
     tree_output: bool = False
     max_images: int | None = None
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 (the paper's) | tf32 | bf16
     device: str = "auto"
     compile: bool = False
     channels_last: bool = True

@@ -25,7 +25,7 @@ import pandas as pd
 
 from galaxylib import layout
 from galaxylib.errors import NotebookFailed, UserError
-from galaxylib.experiments import EXPERIMENTS, RunConfig, get_profile, resolve
+from galaxylib.experiments import EXPERIMENTS, FOUNDATION, RunConfig, get_profile, resolve
 from galaxylib.rundir import RunDir, load_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +33,7 @@ NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 NOTEBOOKS: tuple[str, ...] = (
     "00_data_exploration", "01_baseline", "02_cbam_ablation", "03_foundation_models", "04_paper_tables",
 )  # fmt: skip
+BASELINE_NOTEBOOKS = ("00_data_exploration", "01_baseline", "02_cbam_ablation")  # train no pretrained model
 SYNTHETIC_SIZE = {"quick": 1500, "smoke": 120}  # galaxies generated when no data folder is given
 SYNTHETIC_SEED = 0
 KERNEL_NAME = "galaxylib"
@@ -131,36 +132,69 @@ def weights_available(cfg: RunConfig) -> bool:
         return True
     if cfg.weights_file:
         return Path(cfg.weights_file).expanduser().is_file()
-    from galaxylib.models import find_cached_weights, get_model_spec
+    from galaxylib.models import find_paper_weights, get_model_spec
 
     spec = get_model_spec(cfg.model)
-    return not spec.has_pretrained_weights or find_cached_weights(spec.timm_name) is not None
+    return not spec.has_pretrained_weights or find_paper_weights(spec) is not None
+
+
+def random_init_allowed(profile: str, allow_random_init: bool | None = None) -> bool:
+    """Whether missing pretrained weights may be replaced by random initialisation: the profile says so (quick,
+    smoke: yes; paper: no) unless `allow_random_init` says otherwise."""
+    if allow_random_init is not None:
+        return bool(allow_random_init)
+    return get_profile(profile).random_init_when_weights_missing
+
+
+def check_pretrained_weights(experiments: Sequence[str], profile: str) -> None:
+    """Stop before any training when the profile needs pretrained weights that are not on this machine.
+
+    Raises:
+        PretrainedWeightsMissing: naming every missing file and where to put it, one line each.
+    """
+    from galaxylib.errors import PretrainedWeightsMissing
+    from galaxylib.models import get_model_spec
+    from galaxylib.models.backbones import missing_weights_message
+
+    missing = [missing_weights_message(get_model_spec(EXPERIMENTS[e].model)) for e in experiments
+               if not weights_available(resolve(e, profile))]  # fmt: skip
+    if missing:
+        raise PretrainedWeightsMissing(
+            f"the {profile} profile fine-tunes pretrained models, and {len(missing)} of their weight files are "
+            "missing (nothing was trained; --allow-random-init / allow_random_init=True trains them from random "
+            "weights instead, labelled so):\n  " + "\n  ".join(missing))
 
 
 def plan_run(experiment: str, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
-             device: str = "auto") -> tuple[RunConfig, Path, str]:
+             device: str = "auto", allow_random_init: bool | None = None) -> tuple[RunConfig, Path, str]:
     """(config, run folder, pretrained label) of an experiment under a profile, without training.
 
-    A pretrained experiment whose weights are not on disk runs from random initialisation instead: its
-    config says pretrained=False (so it gets its own run folder) and its label says so.
+    A pretrained experiment whose weights are not on disk stops with PretrainedWeightsMissing, unless random
+    initialisation is allowed (`random_init_allowed`): then its config says pretrained=False (so it gets its own
+    run folder) and its label says so.
     """
     from galaxylib.report import pretrained_label
 
     cfg = resolve(experiment, profile, device=device, data_dirs=[str(Path(d).resolve()) for d in data_dirs])
     if cfg.pretrained and not weights_available(cfg):
+        if not random_init_allowed(profile, allow_random_init):
+            check_pretrained_weights([experiment], profile)
         cfg = cfg.replace(pretrained=False)
     label = pretrained_label(experiment, {"pretrained": cfg.pretrained})
     return cfg, outputs(results_dir, profile).runs / cfg.run_name(), label
 
 
 def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
-                   device: str = "auto", retrain: bool = False, progress: bool = True) -> Run:
-    """Train an experiment into results/<profile>/runs/<experiment>-<hash>/, or resume or reuse that run."""
-    from galaxylib.errors import PretrainedWeightsMissing
-    from galaxylib.report import pretrained_label
+                   device: str = "auto", retrain: bool = False, progress: bool = True,
+                   allow_random_init: bool | None = None) -> Run:
+    """Train an experiment into results/<profile>/runs/<experiment>-<hash>/, or resume or reuse that run.
+
+    Missing pretrained weights stop it (PretrainedWeightsMissing) unless random initialisation is allowed by the
+    profile (quick, smoke) or by `allow_random_init`.
+    """
     from galaxylib.train import train
 
-    cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device)
+    cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device, allow_random_init)
     if progress:
         note = "" if label != "no (weights not found)" else " (pretrained weights not found: random init)"
         print(f"== {experiment}: {EXPERIMENTS[experiment].label}, {profile} profile, {cfg.epochs} epochs at "
@@ -170,13 +204,7 @@ def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | P
         if progress:
             print(f"{run_dir.name}: finished run reused (retrain=True trains it again)", flush=True)
         return Run(experiment, cfg, run_dir, finished, label)
-    try:
-        metrics = train(cfg, run_dir, progress=progress, retrain=retrain)
-    except PretrainedWeightsMissing:  # found on disk by weights_available() but not loadable by the factory
-        cfg = cfg.replace(pretrained=False)
-        label = pretrained_label(experiment, {"pretrained": False})
-        run_dir = run_dir.parent / cfg.run_name()
-        metrics = train(cfg, run_dir, progress=progress, retrain=retrain)
+    metrics = train(cfg, run_dir, progress=progress, retrain=retrain)
     return Run(experiment, cfg, run_dir, metrics, label)
 
 
@@ -290,10 +318,12 @@ def run_notebook(name: str, *, parameters: dict, out: Outputs, notebooks_dir: Pa
 def run_notebooks(names: Sequence[str] = NOTEBOOKS, *, profile: str = "quick",
                   data_dirs: Sequence[str | Path] | None = None, device: str = "auto", retrain: bool = False,
                   results_dir: str | Path = "results", notebooks_dir: str | Path | None = None,
-                  stream=None) -> dict[str, float]:
+                  allow_random_init: bool | None = None, stream=None) -> dict[str, float]:
     """Run the notebooks in order with the same parameters; returns seconds per notebook.
 
-    Stops at the first failing notebook (NotebookFailed); the rendered notebooks are kept either way.
+    Before anything runs, a profile that needs pretrained weights checks that they are all on disk (the paper
+    profile stops, naming the files, unless `allow_random_init`). Stops at the first failing notebook
+    (NotebookFailed); the rendered notebooks are kept either way.
     """
     notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR).resolve()
     unknown = [n for n in names if not (notebooks_dir / f"{n}.ipynb").is_file()]
@@ -302,9 +332,12 @@ def run_notebooks(names: Sequence[str] = NOTEBOOKS, *, profile: str = "quick",
                         + ", ".join(p.stem for p in sorted(notebooks_dir.glob("[0-9]*.ipynb"))))
     stream = stream or sys.stdout
     dirs = ensure_data(profile, data_dirs)
+    if not random_init_allowed(profile, allow_random_init) and set(names) - set(BASELINE_NOTEBOOKS):
+        check_pretrained_weights([e for e in FOUNDATION if EXPERIMENTS[e].pretrained], profile)
     out = outputs(results_dir, profile)
     parameters = dict(profile=profile, data_dirs=[str(d) for d in dirs], device=device, retrain=bool(retrain),
-                      results_dir=str(Path(results_dir).expanduser().resolve()))  # fmt: skip
+                      results_dir=str(Path(results_dir).expanduser().resolve()),
+                      allow_random_init=allow_random_init)  # fmt: skip
     kernel = ensure_kernel()
     echo = _Echo(stream)
     seconds: dict[str, float] = {}

@@ -30,7 +30,7 @@ from galaxylib import data as gdata
 from galaxylib import rundir
 from galaxylib.augment import TrainAugment, eval_transform
 from galaxylib.data.store import DeviceData
-from galaxylib.device import amp_dtype, device_name, select_device
+from galaxylib.device import amp_dtype, device_name, resolve_precision, select_device, set_float32_matmul
 from galaxylib.distributed import init_distributed
 from galaxylib.errors import TrainingDiverged, UserError
 from galaxylib.experiments import RunConfig
@@ -149,8 +149,7 @@ class Trainer:
             torch.set_flush_denormal(True)  # denormal floats are slow on x86 CPUs; flushing them costs no accuracy
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        set_float32_matmul(self.cfg.precision, self.device)  # fp32 is PyTorch's default arithmetic, the paper's
 
     def prepare_data(self) -> Prepared:
         """Galaxies, the split (written to split.csv), and the decoded images on the device."""
@@ -258,7 +257,7 @@ class Trainer:
             "per_question_rmse_tta": per_question_rmse(preds, truth),
             "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
             "total_seconds": float(np.sum(seconds)),
-            "device": device_name(self.device), "precision": "bf16" if self.amp else "fp32",
+            "device": device_name(self.device), "precision": resolve_precision(cfg.precision, self.device),
             "world_size": self.ddp.world_size, "images_on": store.where, "finished": True,
         }  # fmt: skip
 

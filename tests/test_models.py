@@ -290,16 +290,32 @@ def test_torchvision_weights_in_the_torch_hub_cache_are_used(tmp_path, empty_cac
     assert model.weights_source == str(cached)
 
 
-@pytest.mark.parametrize("name", [m.name for m in MODELS.values() if m.timm_name])
+@pytest.mark.parametrize("name", [m.name for m in MODELS.values() if m.has_pretrained_weights])
 def test_missing_pretrained_weights_is_one_clear_error(empty_caches, name):
-    timm_name = MODELS[name].timm_name
+    spec = MODELS[name]
     with pytest.raises(PretrainedWeightsMissing) as info:
         build_model(name, img_size=224, pretrained=True)
     message = str(info.value)
     assert isinstance(info.value, UserError) and "\n" not in message
-    assert f"timm/{timm_name}" in message
-    assert str(empty_caches / "hf" / "hub" / f"models--timm--{timm_name}") in message
-    assert "--weights-file" in message and "model.safetensors" in message
+    assert str(empty_caches / "torch" / "hub" / "checkpoints" / spec.paper_weights_file) in message
+    assert "--weights-file" in message and spec.paper_weights in message
+    hf_repo = str(empty_caches / "hf" / "hub" / f"models--timm--{spec.timm_name}")
+    assert (hf_repo in message) == spec.hf_has_paper_weights  # ConvNeXt: no timm tag holds the paper's weights
+
+
+def test_the_papers_convnext_file_in_the_torch_hub_cache_is_found(tmp_path, empty_caches):
+    """torchvision's convnext_large(weights='IMAGENET1K_V1') leaves convnext_large-ea097f82.pth there."""
+    import torchvision
+
+    with torch.device("meta"):
+        tv = torchvision.models.convnext_large()
+    state = {k: torch.full(v.shape, 0.01) for k, v in tv.state_dict().items()}
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "convnext_large-ea097f82.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(state, cached)
+    model = build_model("convnext_large", img_size=32, pretrained=True)
+    assert model.weights_source == str(cached)
+    assert torch.equal(model.backbone.stages[1].blocks[2].gamma, state["features.3.2.layer_scale"].flatten())
 
 
 def test_missing_or_wrong_weights_file(tmp_path):

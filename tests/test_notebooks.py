@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from galaxylib import cli, reproduce
-from galaxylib.errors import UserError
+from galaxylib.errors import PretrainedWeightsMissing, UserError
 from galaxylib.experiments import EXPERIMENTS, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +88,30 @@ def test_missing_pretrained_weights_fall_back_to_random_init_and_say_so(tmp_path
     assert run_dir.parent == tmp_path / "results" / "smoke" / "runs"
     cfg, _, label = reproduce.plan_run("resnet50_scratch", "smoke", [data], tmp_path / "results")
     assert label == "no" and not cfg.pretrained
+
+
+def test_paper_profile_without_weights_stops_before_any_training(tmp_path, monkeypatch, capsys):
+    """Missing weights at the paper profile: one message naming every file, before a notebook or a run starts."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    data = tmp_path / "data"
+    data.mkdir()
+    results = tmp_path / "results"
+    rc = cli.main(["reproduce", "--profile", "paper", "--data-dir", str(data), "--results-dir", str(results)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    for name in ("resnet50-0676ba61.pth", "resnet101-63fe2227.pth", "convnext_large-ea097f82.pth",
+                 "dinov2_vitb14_reg4_pretrain.pth"):
+        assert name in err and str(tmp_path / "torch" / "hub" / "checkpoints" / name) in err
+    assert "nothing was trained" in err and "--allow-random-init" in err
+    assert not results.exists()
+    # the notebooks' own entry point stops too, unless random initialisation is asked for
+    with pytest.raises(PretrainedWeightsMissing, match="convnext_large-ea097f82.pth"):
+        reproduce.plan_run("convnext_large", "paper", [data], results)
+    cfg, _, label = reproduce.plan_run("convnext_large", "paper", [data], results, allow_random_init=True)
+    assert not cfg.pretrained and label == "no (weights not found)"
+    # a baseline-only reproduce needs no weights
+    assert reproduce.random_init_allowed("paper") is False and reproduce.random_init_allowed("quick") is True
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ one registry (registry.py) and built by one factory (factory.py).
 """
 
 from galaxylib.errors import PretrainedWeightsMissing
-from galaxylib.models.backbones import VitTokensToGrid, find_cached_weights, hf_hub_cache
+from galaxylib.models.backbones import VitTokensToGrid, find_cached_weights, find_paper_weights, hf_hub_cache
 from galaxylib.models.baseline import CBAM, baseline_features
 from galaxylib.models.factory import HEADS, build_model, count_parameters
 from galaxylib.models.heads import DecisionTreeNorm, GalaxyModel
@@ -27,6 +27,7 @@ __all__ = [
     "build_model",
     "count_parameters",
     "find_cached_weights",
+    "find_paper_weights",
     "get_model_spec",
     "hf_hub_cache",
 ]

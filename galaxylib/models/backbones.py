@@ -1,13 +1,13 @@
-"""timm backbones that carry the paper's pretrained weights, and offline-only weight loading.
+"""timm backbones built as the paper's torchvision / torch.hub networks, with weights read from disk only.
 
-Ng loaded torchvision IMAGENET1K_V1 ResNets/ConvNeXt and torch.hub `dinov2_vitb14_reg`; the timm names in
-galaxylib/models/registry.py say which timm weights stand for them. No machine of this project can download
-anything, so pretrained weights come either from a Hugging Face cache that is already populated or from a file
-the user names. We find the file ourselves
-and hand timm a path, so timm never reaches for the network: a missing file is one clear error, never a hang
-and never a silent fall-back to random weights.
+Ng loaded torchvision IMAGENET1K_V1 ResNets and ConvNeXt Large and torch.hub `dinov2_vitb14_reg`. The timm
+modules of galaxylib/models/registry.py compute the same functions (tests/test_fidelity.py: identical outputs
+from the same weights); the paper's own weight files load into them (models/weights.py converts torchvision's
+ConvNeXt layout). No machine of this project can download anything, so weights come from the paper's file in
+the torch hub cache, a populated Hugging Face cache (where a timm tag holds the same weights) or a file the user
+names. We read the file ourselves and hand timm the tensors, so timm never reaches for the network: a missing
+file is one clear error, never a hang and never a silent fall-back to random weights.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +19,13 @@ import torch
 from torch import nn
 
 from galaxylib.errors import PretrainedWeightsMissing, UserError
+from galaxylib.models.registry import ModelSpec
+from galaxylib.models.weights import (
+    init_convnext_like_torchvision_,
+    read_state_dict,
+    set_stochastic_depth_,
+    to_timm_layout,
+)
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm's hf-hub loader looks for
 
@@ -68,22 +75,6 @@ def find_cached_weights(timm_name: str) -> Path | None:
     return None
 
 
-def hf_repo_id(timm_name: str) -> str:
-    return f"timm/{timm_name}"
-
-
-def missing_weights_message(name: str, timm_name: str) -> str:
-    """One line: which weights, where they would be looked for, and how to provide them."""
-    repo = hf_repo_id(timm_name)
-    return (
-        f"pretrained weights for '{name}' (timm {timm_name}) are not on this machine and cannot be "
-        f"downloaded: put the Hugging Face repo {repo} ({' or '.join(HF_WEIGHT_FILES)}) into the cache at "
-        f"{_hf_repo_dir(repo, hf_hub_cache())} (e.g. `hf download {repo}` where there is internet, then copy "
-        f"that folder), or pass --weights-file PATH (.safetensors or .pth), or train without pretrained "
-        f"weights"
-    )
-
-
 @contextlib.contextmanager
 def _offline() -> Iterator[None]:
     """Belt and braces: even if some code path reached the hub while loading, it may only read the cache."""
@@ -101,48 +92,83 @@ def _offline() -> Iterator[None]:
             os.environ["HF_HUB_OFFLINE"] = saved_env
 
 
-def create_timm_model(
-    timm_name: str,
-    *,
-    num_classes: int,
-    pretrained: bool = False,
-    weights_file: str | Path | None = None,
-    name: str | None = None,
-    **kwargs,
-) -> tuple[nn.Module, Path | None]:
-    """Create a timm model, with weights only from disk; returns (model, the weight file used or None).
+def torch_hub_checkpoints() -> Path:
+    """Where torchvision and torch.hub keep downloaded weights ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
 
-    `weights_file` implies pretrained. It goes through timm's own filter (e.g. DINOv2's pos_embed resampling
-    from 37x37 to the model's grid, or fbaipublicfiles' key names), and classifier weights are dropped when
-    `num_classes` differs from the checkpoint's, as in `timm.create_model(pretrained=True)`.
+
+def find_paper_weights(spec: ModelSpec) -> Path | None:
+    """The paper's weights for `spec` on this disk, or None. Looks only at the disk, in this order:
+
+    1. the paper's own file (e.g. convnext_large-ea097f82.pth) in $TORCH_HOME/hub/checkpoints/, where
+       torchvision's `weights="IMAGENET1K_V1"` and torch.hub put it;
+    2. where the timm tag holds exactly those weights (ResNets, DINOv2), its Hugging Face cache.
+    """
+    if spec.paper_weights_file:
+        local = torch_hub_checkpoints() / spec.paper_weights_file
+        if local.is_file():
+            return local
+    if spec.hf_has_paper_weights:
+        return find_cached_weights(spec.timm_name)
+    return None
+
+
+def missing_weights_message(spec: ModelSpec) -> str:
+    """One line: which file the paper used, where it is looked for, and how to provide it."""
+    where = torch_hub_checkpoints() / spec.paper_weights_file
+    fetch = {
+        "cnn": f"python -c \"import torchvision; torchvision.models.{spec.name}(weights='IMAGENET1K_V1')\"",
+        "vit": "python -c \"import torch; torch.hub.load('facebookresearch/dinov2', 'dinov2_vitb14_reg')\"",
+    }.get(spec.family, "")
+    alternative = ""
+    if spec.hf_has_paper_weights:
+        repo = f"timm/{spec.timm_name}"
+        alternative = (f"; or the Hugging Face repo {repo}, which holds the same weights, in "
+                       f"{_hf_repo_dir(repo, hf_hub_cache())}")
+    return (f"pretrained weights for '{spec.name}' are not on this machine and cannot be downloaded: the paper "
+            f"used {spec.paper_weights} ({spec.paper_weights_file}); put that file at {where} (where `{fetch}` "
+            f"saves it on a machine with internet){alternative}; or pass --weights-file PATH")
+
+
+def create_backbone(spec: ModelSpec, *, num_classes: int, pretrained: bool = False,
+                    weights_file: str | Path | None = None, **kwargs) -> tuple[nn.Module, Path | None]:
+    """The timm module of `spec` as the paper's code built it; returns (module, the weights file used or None).
+
+    Weights come only from disk (`weights_file`, else `find_paper_weights`); never downloaded, never silently
+    replaced by random ones. A torchvision, timm or DINOv2-hub state dict is accepted: torchvision's ConvNeXt
+    layout is converted, and timm's own checkpoint filter converts DINOv2's and resamples its position grid.
+    Classifier weights are dropped when `num_classes` differs from the file's. Stochastic depth and, from
+    scratch, the initialisation follow torchvision (see ModelSpec).
     """
     import timm
 
-    name = name or timm_name
     if weights_file is not None:
         weights_file = Path(weights_file).expanduser()
         if not weights_file.is_file():
-            raise PretrainedWeightsMissing(f"weights file for '{name}' (timm {timm_name}) not found: "
-                                           f"{weights_file}")  # fmt: skip
+            raise PretrainedWeightsMissing(f"weights file for '{spec.name}' not found: {weights_file}")
     elif pretrained:
-        weights_file = find_cached_weights(timm_name)
+        weights_file = find_paper_weights(spec)
         if weights_file is None:
-            raise PretrainedWeightsMissing(missing_weights_message(name, timm_name))
+            raise PretrainedWeightsMissing(missing_weights_message(spec))
+    kwargs = {**dict(spec.timm_kwargs), **kwargs, "num_classes": num_classes}
+    if spec.stochastic_depth:
+        kwargs["drop_path_rate"] = spec.stochastic_depth
     if weights_file is None:
-        return timm.create_model(timm_name, pretrained=False, num_classes=num_classes, **kwargs), None
-    try:
-        with _offline():
-            model = timm.create_model(
-                timm_name,
-                pretrained=True,
-                pretrained_cfg_overlay=dict(file=str(weights_file)),
-                num_classes=num_classes,
-                **kwargs,
-            )
-    except Exception as err:  # a corrupt file or one for another architecture: say which file, briefly
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        raise UserError(f"cannot load weights file {weights_file} into '{name}' (timm {timm_name}): "
-                        f"{first_line}") from err  # fmt: skip
+        model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        if spec.torchvision_init:
+            init_convnext_like_torchvision_(model)
+    else:
+        try:
+            state_dict = to_timm_layout(read_state_dict(weights_file), spec.name)
+            with _offline():
+                model = timm.create_model(spec.timm_name, pretrained=True,
+                                          pretrained_cfg_overlay=dict(state_dict=state_dict), **kwargs)
+        except Exception as err:  # a corrupt file or one for another architecture: say which file, briefly
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise UserError(f"cannot load weights file {weights_file} into '{spec.name}' (timm "
+                            f"{spec.timm_name}): {first_line}") from err  # fmt: skip
+    if spec.stochastic_depth:
+        set_stochastic_depth_(model, spec.stochastic_depth)
     return model, weights_file
 
 

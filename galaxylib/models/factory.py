@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from galaxylib.errors import UserError
-from galaxylib.models.backbones import VitTokensToGrid, create_timm_model
+from galaxylib.models.backbones import VitTokensToGrid, create_backbone
 from galaxylib.models.baseline import baseline_features
 from galaxylib.models.heads import GalaxyModel
 from galaxylib.models.registry import get_model_spec
@@ -35,7 +35,7 @@ def build_model(
     Args:
         name: a registry name, e.g. "baseline", "resnet50", "dinov2_vitb14_reg".
         img_size: input side in px (the baseline's linear layer and DINOv2's position grid depend on it).
-        pretrained: load the paper's weights from disk (the HF cache); never downloads.
+        pretrained: load the paper's weights from disk (backbones.find_paper_weights); never downloads.
         weights_file: a weights file to load instead (.pth or .safetensors); implies pretrained.
         head: "faithful" (the paper's code): CNN backbones keep their 1000-way ImageNet classifier and get
             Linear(1000, 37) stacked on it; DINOv2 gets Linear(768, 37) on the final-norm CLS token.
@@ -56,12 +56,11 @@ def build_model(
 
     keep_imagenet_classifier = head == "faithful" and not spec.is_vit
     extra = dict(img_size=img_size) if spec.is_vit else {}  # timm resamples DINOv2's 37x37 pos_embed on load
-    backbone, source = create_timm_model(
-        spec.timm_name,
+    backbone, source = create_backbone(
+        spec,
         num_classes=IMAGENET_CLASSES if keep_imagenet_classifier else 0,
         pretrained=pretrained,
         weights_file=weights_file,
-        name=name,
         **extra,
     )
     in_features = IMAGENET_CLASSES if keep_imagenet_classifier else backbone.num_features
