@@ -15,7 +15,7 @@ from torch import nn
 from torchvision.models.convnext import CNBlock
 
 from galaxylib.models import build_model
-from galaxylib.models.weights import convnext_torchvision_key_to_timm, convert_torchvision_convnext
+from galaxylib.models.weights import convert_torchvision_convnext, convnext_torchvision_key_to_timm
 
 IMG, ATOL = 64, 1e-5
 
