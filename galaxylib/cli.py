@@ -18,46 +18,26 @@ from galaxylib.errors import UserError
 # -- option types: every value is range-checked when parsed, so a bad one is one line naming the option ---------
 
 
-def _parse_number(text: str, cast, what: str):
-    try:
-        value = cast(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-    if cast is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-    return value
+def _number_type(cast: type, low: float, strict: bool, what: str):
+    """An argparse `type=` function: `cast` the text, then require a finite value >= low (> low when strict)."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if (isinstance(value, float) and not math.isfinite(value)) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__doc__ = what
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1 (epochs, batch sizes, image counts, views)."""
-    value = _parse_number(text, int, "a whole number >= 1")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """A whole number >= 0 (seeds)."""
-    value = _parse_number(text, int, "a whole number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0 (learning rates)."""
-    value = _parse_number(text, float, "a finite number > 0")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0 (tolerances)."""
-    value = _parse_number(text, float, "a finite number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
+positive_int = _number_type(int, 1, False, "a whole number >= 1")  # epochs, batch sizes, image counts, views
+non_negative_int = _number_type(int, 0, False, "a whole number >= 0")  # seeds
+positive_float = _number_type(float, 0.0, True, "a finite number > 0")  # learning rates
+non_negative_float = _number_type(float, 0.0, False, "a finite number >= 0")  # tolerances
 
 
 def boolean(text: str) -> str:

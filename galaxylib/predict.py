@@ -104,6 +104,12 @@ def write_submission(galaxy_ids: Iterable[int], preds: np.ndarray, path: str | P
     """
     path = Path(path)
     ids = np.asarray(list(galaxy_ids), np.int64)
+    preds = np.asarray(preds, np.float64)
+    bad = ~np.isfinite(preds)
+    if bad.any():  # the CSV would show these as empty cells: name them as what they are
+        row, col = np.argwhere(bad)[0]
+        raise UserError(f"{path}: {int(bad.sum())} predictions are not finite numbers (e.g. GalaxyID {ids[row]}, "
+                        f"column {tree.COLUMNS[col]}: {preds[row, col]}); nothing was written")
     df = submission_frame(ids, preds)
     ensure_parent(path)
     with atomic_path(path) as tmp:
@@ -175,7 +181,8 @@ def check_submission(path: str | Path, expected_ids: Iterable[int] | None = None
     id_text = df[tree.ID_COLUMN].str.strip()
     bad_id = ~id_text.str.fullmatch(r"[0-9]{1,18}")
     for row in np.flatnonzero(bad_id.to_numpy())[:5]:
-        problems.append(f"{name}: row {row + 1}: GalaxyID {id_text.iloc[row]!r} is not a whole number")
+        problems.append(f"{name}: row {row + 1}: GalaxyID {id_text.iloc[row]!r} is not a whole number of at most "
+                        "18 digits")
     values = df[list(tree.COLUMNS)].apply(lambda c: pd.to_numeric(c.str.strip(), errors="coerce"))
     bad = values.isna() | ~np.isfinite(values) | (values < 0) | (values > 1)
     for row, col in list(zip(*np.nonzero(bad.to_numpy()), strict=True))[:10]:

@@ -279,6 +279,18 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(data, tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a), "the fallback did not give the uninterrupted result"
 
 
+def test_a_last_checkpoint_lost_while_saving_falls_back_to_the_previous_one(finished_run, data, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    for name in ("metrics.json", "last.pt", "last.pt.sha256"):  # killed between moving last.pt aside and renaming
+        (run / name).unlink()
+    rc, out, _ = cli(capsys, *train_args(data, run, "--epochs", "2"))
+    assert rc == 0
+    assert f"{run / 'last.pt'} is missing (the run was stopped while saving it)" in out
+    assert "resuming from last.prev.pt (epoch 1) instead" in out
+    assert (run / "metrics.json").is_file() and len(pd.read_csv(run / "history.csv")) == 2
+
+
 def test_a_damaged_checkpoint_without_a_good_one_before_it_is_refused(data, tmp_path, capsys):
     out = tmp_path / "run"
     assert cli(capsys, *train_args(data, out, "--epochs", "2", "--stop-after-epochs", "1"))[0] == 0
@@ -434,8 +446,19 @@ def test_an_invalid_submission_never_replaces_a_good_file(finished_run, data, go
     monkeypatch.setattr(predict, "predict_files", nan_model)
     rc, _, err = cli(capsys, "predict", "--run", finished_run, "--images", data, "--out", out)
     assert rc == 2
-    one_line_error(err, str(out), f"column {tree.COLUMNS[7]}", "is not a number in [0, 1]")
+    one_line_error(err, str(out), "1 predictions are not finite", f"column {tree.COLUMNS[7]}: nan")
     assert out.read_bytes() == good
+    no_temp_files(tmp_path)
+
+
+def test_predictions_outside_0_1_never_replace_a_good_file(finished_run, data, good_submission, tmp_path,
+                                                             capsys, monkeypatch):  # fmt: skip
+    out = tmp_path / "sub.csv"
+    shutil.copy(good_submission, out)
+    monkeypatch.setattr(predict, "predict_files", lambda model, cfg, paths, **kw: np.full((len(paths), 37), 1.5))
+    rc, _, err = cli(capsys, "predict", "--run", finished_run, "--images", data, "--out", out)
+    assert rc == 2 and f"{out}: GalaxyID" in err and "'1.500000' is not a number in [0, 1]" in err
+    assert out.read_bytes() == good_submission.read_bytes()
     no_temp_files(tmp_path)
 
 
@@ -506,6 +529,7 @@ TRUTH_CASES = {
     "value_7": (_cell(4, "Class7.2", "7.0"), ["column Class7.2", "value 7 outside [0, 1]"]),
     "duplicate_id": (lambda df: df.assign(GalaxyID=[*df.GalaxyID[:-1], df.GalaxyID.iloc[0]]),
                      ["duplicate GalaxyID (data rows 1, 80)"]),
+    "in_two_files": (None, ["GalaxyID found in more than one label file"]),
     "text_cell": (_cell(2, "Class1.1", "lots"), ["column Class1.1", "non-numeric value 'lots'"]),
     "header_only": (lambda df: df.iloc[:0], ["has a header but no data rows"]),
     "nan_cell": (_cell(0, "Class3.1", "nan"), ["column Class3.1", "NaN value"]),
@@ -515,11 +539,17 @@ TRUTH_CASES = {
 @pytest.mark.parametrize("case", list(TRUTH_CASES))
 def test_score_validates_the_truth_file(good_submission, truth, capsys, case):
     edit, needles = TRUTH_CASES[case]
-    _edit(truth, edit)
-    rc, out, err = cli(capsys, "score", "--pred", good_submission, "--truth", truth)
+    truths = [truth]
+    if edit is None:  # the same galaxies in a second label file
+        truths.append(truth.with_name("other.csv"))
+        shutil.copy(truth, truths[1])
+    else:
+        _edit(truth, edit)
+    rc, out, err = cli(capsys, "score", "--pred", good_submission, "--truth", *truths)
     assert rc == 2 and "RMSE" not in out
     for needle in [str(truth), *needles]:
         assert needle in err, f"{needle!r} not in {err}"
+    assert len(err.splitlines()) == 2, err  # the header line and the one problem
 
 
 def _pred_text(good: Path, edit_text) -> str:
@@ -576,11 +606,12 @@ def test_score_validates_the_submission(good_submission, truth, tmp_path, capsys
     pred = tmp_path / "pred.csv"
     text = edit(good_submission.read_text())
     pred.write_bytes(text.encode("latin-1" if case == "latin1_header" else "utf-8"))
+    before = snapshot(tmp_path)
     rc, out, err = cli(capsys, "score", "--pred", pred, "--truth", truth)
+    assert snapshot(tmp_path) == before
     assert rc == 2 and "RMSE" not in out
     for needle in [str(pred), *needles]:
         assert needle in err, f"{needle!r} not in {err}"
-    assert snapshot(tmp_path)["truth.csv"] == hashlib.sha256((Path(truth)).read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("variant", ["bom", "crlf", "kaggle_id_spelling", "spaces"])
@@ -595,6 +626,16 @@ def test_score_accepts_harmless_variants_of_a_submission(good_submission, truth,
     rc, out, err = cli(capsys, "score", "--pred", pred, "--truth", truth)
     assert rc == 0, err
     assert out == base
+
+
+def test_score_of_a_valid_submission_is_the_exact_rmse(good_submission, truth, capsys):
+    from galaxylib.metrics import rmse
+
+    pred = pd.read_csv(good_submission).set_index("GalaxyID")
+    labels = pd.read_csv(truth).set_index("GalaxyID").loc[pred.index]
+    rc, out, _ = cli(capsys, "score", "--pred", good_submission, "--truth", truth)
+    assert rc == 0
+    assert f"RMSE over all labelled entries: {rmse(pred.to_numpy(), labels.to_numpy()):.5f}" in out
 
 
 def test_score_refuses_missing_or_folder_inputs(good_submission, truth, tmp_path, capsys):
@@ -620,6 +661,8 @@ BAD_OPTIONS = [
     (["train", "--lr", "fast"], "argument --lr: must be a finite number > 0, got 'fast'"),
     (["train", "--epochs", "0"], "argument --epochs: must be a whole number >= 1, got '0'"),
     (["train", "--epochs", "1.5"], "argument --epochs: must be a whole number >= 1, got '1.5'"),
+    (["train", "--epochs", "1e400"], "argument --epochs: must be a whole number >= 1, got '1e400'"),
+    (["train", "--lr", "1e400"], "argument --lr: must be a finite number > 0, got '1e400'"),
     (["train", "--batch-size", "-4"], "argument --batch-size: must be a whole number >= 1, got '-4'"),
     (["train", "--max-images", "0"], "argument --max-images: must be a whole number >= 1, got '0'"),
     (["train", "--img-size", "0"], "argument --img-size: must be a whole number >= 1, got '0'"),
@@ -752,7 +795,7 @@ def _huge_value(f):
 
 def _huge_id(f):
     edit_cell(f, 2, "GalaxyID", "123456789012345678901234")
-    return [LABELS, "data row 3", "'123456789012345678901234' is not a whole number"]
+    return [LABELS, "data row 3", "'123456789012345678901234' is not a whole number of at most 18 digits"]
 
 
 def _fraction_id(f):
@@ -776,7 +819,7 @@ def _broken_symlink(f):
     image = _first_image(f)
     image.unlink()
     image.symlink_to(f / "nowhere.jpg")
-    return [image.name, "cannot be decoded"]
+    return [image.name, "broken link (its target does not exist)"]
 
 
 def _png_named_jpg(f):

@@ -203,7 +203,7 @@ def _read_label_file(path: Path, problems: list[Problem]) -> tuple[np.ndarray, n
     else:
         ok = id_text.str.fullmatch(_ID_PATTERN).to_numpy(dtype=bool)
     for row in np.flatnonzero(~ok):
-        what = f"data row {row + 1}: {_ID} {id_text.iloc[row]!r} is not a whole number"
+        what = f"data row {row + 1}: {_ID} {id_text.iloc[row]!r} is not a whole number of at most 18 digits"
         problems.append(Problem(path, what))
     ids = raw_ids[ok].astype(np.int64) if parsed else id_text[ok].astype(np.int64).to_numpy()
     rows = np.flatnonzero(ok) + 1
@@ -345,6 +345,11 @@ def _image_problem(path: str) -> str | None:
     try:
         if os.path.getsize(path) == 0:
             return "empty file (0 bytes)"
+    except FileNotFoundError:
+        return "broken link (its target does not exist)" if os.path.islink(path) else "vanished while being read"
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    try:
         with Image.open(path) as img:
             if img.size != (layout.FRAME, layout.FRAME):
                 return f"image is {img.width}x{img.height}, expected {layout.FRAME}x{layout.FRAME}"
@@ -486,8 +491,9 @@ def read_labels(paths, *, tol: float = 1e-3) -> pd.DataFrame:
         ids_all.append(ids)
         values_all.append(values)
     ids = np.concatenate(ids_all) if ids_all else np.zeros(0, np.int64)
-    if len(np.unique(ids)) != len(ids):
-        dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
+    per_file = np.concatenate([np.unique(i) for i in ids_all]) if ids_all else ids  # a file's own: reported above
+    if len(np.unique(per_file)) != len(per_file):
+        dup = pd.Series(per_file)[pd.Series(per_file).duplicated()].iloc[0]
         problems.append(Problem(_as_paths(paths)[0], "GalaxyID found in more than one label file",
                                 galaxy_id=int(dup)))
     raise_problems(problems)
