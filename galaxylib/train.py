@@ -1,18 +1,22 @@
 """The training loop: the paper's recipe (Adam, MSE on sigmoid outputs, cosine annealing per epoch) on a fast path.
 
-`Trainer.fit` reads as five stages:
+`Trainer.fit` locks the run folder, decides from the data's fingerprint whether to reuse, resume or start, and
+then reads as five stages:
 
+    build          the model, channels_last, DDP / torch.compile, Adam (first: a model that cannot be built
+                   stops the run before anything is written)
     prepare_data   read and validate the folders, take the profile's subset, split as the paper did,
                    decode the images once and put them where training reads them
-    build          the model, channels_last, DDP / torch.compile, Adam
-    resume         the last checkpoint of an interrupted run of the same config, if any
+    resume         the last verified checkpoint of an interrupted run of the same config and data, if any
     epochs         augment on the device -> forward -> masked MSE -> backward -> step; validate; checkpoint
     final_scores   the final model's validation scores with TTA, per question, against the mean predictor
 
 bf16 autocast, channels_last, cudnn benchmark and fused Adam are on by default on CUDA; `--precision fp32` is
 the paper's own arithmetic. Metrics are accumulated on the device and read once per epoch, so the GPU never
 waits for the host. The run folder (galaxylib.rundir) makes a rerun resume or reuse; under torchrun the same
-code runs data-parallel (galaxylib.distributed) and only rank 0 writes.
+code runs data-parallel (galaxylib.distributed) and only rank 0 writes and holds the lock. A last batch of one
+image (of fewer than two per rank) is folded into the batch before it (`train_batches`): batch-norm cannot
+train on one value per channel.
 """
 
 from __future__ import annotations
