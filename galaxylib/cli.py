@@ -9,27 +9,71 @@ user can fix (a missing folder, a bad label file, an unknown experiment) are rai
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from galaxylib.errors import UserError
 
+# -- option types: every value is range-checked when parsed, so a bad one is one line naming the option ---------
+
+
+def _number_type(cast: type, low: float, strict: bool, what: str):
+    """An argparse `type=` function: `cast` the text, then require a finite value >= low (> low when strict)."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if (isinstance(value, float) and not math.isfinite(value)) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__doc__ = what
+    return parse
+
+
+positive_int = _number_type(int, 1, False, "a whole number >= 1")  # epochs, batch sizes, image counts, views
+non_negative_int = _number_type(int, 0, False, "a whole number >= 0")  # seeds
+positive_float = _number_type(float, 0.0, True, "a finite number > 0")  # learning rates
+non_negative_float = _number_type(float, 0.0, False, "a finite number >= 0")  # tolerances
+
+
+def boolean(text: str) -> str:
+    """True or False (also 1/0, yes/no), kept as text for the command to read."""
+    if str(text).strip().lower() not in ("true", "1", "yes", "y", "on", "false", "0", "no", "n", "off", ""):
+        raise argparse.ArgumentTypeError(f"must be True or False, got {text!r}")
+    return text
+
+
+class UsageError(UserError):
+    """A bad command line (unknown option, missing or out-of-range value): one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is a UsageError (one line, no usage block) instead of SystemExit."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
 
 def _add_check_data(sub) -> None:
     p = sub.add_parser("check-data", help="validate Kaggle-layout data folders and summarise them")
     p.add_argument("dirs", nargs="+", type=Path, help="folders holding training_solutions_rev1*.csv and images")
-    p.add_argument("--tol", type=float, default=1e-3, help="decision-tree constraint tolerance (default 1e-3)")
+    p.add_argument("--tol", type=non_negative_float, default=1e-3,
+                   help="decision-tree constraint tolerance (default 1e-3)")
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows (each one is listed) instead of failing")
     p.set_defaults(func="run_check_data")
 
 
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="write a synthetic Galaxy Zoo in the Kaggle layout")
-    p.add_argument("--n", type=int, required=True, help="number of galaxies")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=positive_int, required=True, help="number of galaxies")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--volunteers", type=int, default=40, help="simulated volunteers per galaxy")
+    p.add_argument("--workers", type=positive_int, default=None, help="processes (default: all cores)")
+    p.add_argument("--volunteers", type=positive_int, default=40, help="simulated volunteers per galaxy")
     p.set_defaults(func="run_synth")
 
 
@@ -51,12 +95,13 @@ def _add_train(sub) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "tf32", "bf16"],
                    help="auto: bf16 on CUDA, fp32 on the CPU; fp32: PyTorch's default arithmetic, the paper's; "
                    "tf32: fp32 with TF32 matrix products on CUDA")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="global batch (default: the experiment's, 105 in the paper)")
-    p.add_argument("--max-images", type=int, help="use at most this many galaxies (train + validation)")
-    p.add_argument("--img-size", type=int, help="model input px (default: the profile's)")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--tta", type=int, help="test-time views for the final scores (default 16 = 8 rotations x 2)")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, help="global batch (default: the experiment's, 105 in the paper)")
+    p.add_argument("--max-images", type=positive_int, help="use at most this many galaxies (train + validation)")
+    p.add_argument("--img-size", type=positive_int, help="model input px (default: the profile's)")
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--tta", type=positive_int,
+                   help="test-time views for the final scores (default 16 = 8 rotations x 2)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                    help="load pretrained weights (default: as the paper)")
     p.add_argument("--weights-file", type=Path, help="pretrained weights file (.pth/.safetensors) to load")
@@ -67,7 +112,7 @@ def _add_train(sub) -> None:
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
     p.add_argument("--sync-batchnorm", action="store_true", help="SyncBatchNorm under torchrun")
     p.add_argument("--retrain", action="store_true", help="discard a finished or interrupted run in --out")
-    p.add_argument("--stop-after-epochs", type=int, metavar="N",
+    p.add_argument("--stop-after-epochs", type=positive_int, metavar="N",
                    help="train at most N epochs in this call, then exit; the same command resumes (time-limited jobs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func="run_train")
@@ -79,12 +124,12 @@ def _add_predict(sub) -> None:
     p.add_argument("--images", type=Path, nargs="+", required=True,
                    help="folder(s) of JPEGs (images_test_rev1/, or a Kaggle-layout folder)")
     p.add_argument("--out", type=Path, required=True, help="submission CSV to write")
-    p.add_argument("--tta", type=int, help="views (default: the run's, 16)")
+    p.add_argument("--tta", type=positive_int, help="views (default: the run's, 16)")
     p.add_argument("--split", choices=["all", "val", "train"], default="all",
                    help="only the run's validation (or training) galaxies among the images")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.set_defaults(func="run_predict")
 
 
@@ -101,7 +146,7 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--data-dir", nargs="+", type=Path, dest="data_dirs", default=None,
                    help="Kaggle-layout folders (default: synthetic data, made once; paper needs them)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--retrain", default="False", help="True: train every run again instead of reusing it")
+    p.add_argument("--retrain", type=boolean, default="False", help="True: train every run again instead of reusing it")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results")
     p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="only these notebooks, e.g. 04_paper_tables")
     p.add_argument("--allow-random-init", action="store_true", default=None,
@@ -114,7 +159,7 @@ COMMANDS = [_add_check_data, _add_synth, _add_info, _add_train, _add_predict, _a
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m galaxylib", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m galaxylib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
@@ -122,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         from galaxylib import commands
 
         return int(getattr(commands, args.func)(args) or 0)

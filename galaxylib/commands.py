@@ -71,8 +71,6 @@ def run_train(args: argparse.Namespace) -> int:
                   weights_file=str(args.weights_file) if args.weights_file else None, head=args.head,
                   tree_output=args.tree_output, compile=args.compile, channels_last=args.channels_last,
                   data_dirs=[str(d.resolve()) for d in args.data_dirs])
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise UserError("--epochs and --batch-size must be at least 1")
     metrics = train(cfg, args.out, progress=not args.quiet, retrain=args.retrain,
                     sync_batchnorm=args.sync_batchnorm, stop_after_epochs=args.stop_after_epochs)
     if not metrics.get("finished", True) or int(os.environ.get("RANK", "0")) != 0:
@@ -83,11 +81,17 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    """Every input is checked before any compute (--out writable, the run and its checkpoint, the images);
+    the submission is checked before it replaces anything at --out."""
     import numpy as np
 
     from galaxylib import predict
+    from galaxylib.fileio import atomic_write_text, check_writable
     from galaxylib.rundir import RunDir, load_run
 
+    info_path = Path(str(args.out) + ".json")
+    check_writable(args.out, "--out")
+    check_writable(info_path, "--out's record")
     cfg, model = load_run(args.run, args.checkpoint)
     ids, paths = predict.images_in(args.images)
     if args.split != "all":
@@ -99,10 +103,9 @@ def run_predict(args: argparse.Namespace) -> int:
     tta = args.tta or cfg.tta
     preds = predict.predict_files(model, cfg, paths, tta=tta, device=args.device, batch_size=args.batch_size)
     predict.write_submission(ids, preds, args.out)
-    predict.check_submission(args.out, expected_ids=ids)
     print(f"{args.out}: {len(ids)} galaxies, {tta} views, from {args.run} ({args.checkpoint})")
     info = {"run": str(args.run), "checkpoint": args.checkpoint, "config": cfg.to_dict()}
-    Path(str(args.out) + ".json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write_text(info_path, json.dumps(info, indent=2) + "\n")
     return 0
 
 

@@ -34,3 +34,15 @@ class TrainingDiverged(UserError):
 
 class NotebookFailed(UserError):
     """A notebook raised: the message names the notebook, the cell and the error, in one line."""
+
+
+class RunFolderBusy(UserError):
+    """Another process is writing the run folder (it holds the folder's lock)."""
+
+
+class DataChanged(UserError):
+    """The data folders no longer hold the data a run folder was trained on."""
+
+
+class CheckpointDamaged(UserError):
+    """A checkpoint does not match its recorded checksum, or cannot be read."""

@@ -4,6 +4,8 @@ Kaggle submission files (written atomically, checked before they are kept)."""
 from __future__ import annotations
 
 import contextlib
+import csv
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from galaxylib import tree
 from galaxylib.augment import tta_views, views_for
 from galaxylib.device import amp_dtype, select_device
 from galaxylib.errors import UserError
-from galaxylib.fileio import atomic_write
+from galaxylib.fileio import atomic_path, ensure_parent
 
 
 @torch.no_grad()
@@ -93,52 +95,114 @@ def submission_frame(galaxy_ids: Iterable[int], preds: np.ndarray) -> pd.DataFra
 
 
 def write_submission(galaxy_ids: Iterable[int], preds: np.ndarray, path: str | Path) -> Path:
-    """A Kaggle submission file (6 decimals), written atomically."""
+    """A Kaggle submission file (6 decimals): written to a temporary file, checked there (`check_submission`:
+    header, values in [0, 1], one row per GalaxyID), and only then renamed over `path`, so an invalid
+    submission never replaces a file already there.
+
+    Raises:
+        UserError: the submission is invalid (nothing is written) or `path` cannot be written.
+    """
     path = Path(path)
-    df = submission_frame(galaxy_ids, preds)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6f"))
+    ids = np.asarray(list(galaxy_ids), np.int64)
+    preds = np.asarray(preds, np.float64)
+    bad = ~np.isfinite(preds)
+    if bad.any():  # the CSV would show these as empty cells: name them as what they are
+        row, col = np.argwhere(bad)[0]
+        raise UserError(f"{path}: {int(bad.sum())} predictions are not finite numbers (e.g. GalaxyID {ids[row]}, "
+                        f"column {tree.COLUMNS[col]}: {preds[row, col]}); nothing was written")
+    df = submission_frame(ids, preds)
+    ensure_parent(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6f")
+        check_submission(tmp, expected_ids=ids, name=path)
+    return path
 
 
-def check_submission(path: str | Path, expected_ids: Iterable[int] | None = None) -> pd.DataFrame:
-    """Validate a submission file; raise UserError naming the first problems found. Returns it as a frame."""
+def _header_problem(name: Path, header: list[str]) -> str | None:
+    expected = [tree.ID_COLUMN, *tree.COLUMNS]
+    if header == expected:
+        return None
+    if len(header) == 1 and (sep := next((c for c in ";\t|" if c in header[0]), None)):
+        return f"{name}: fields are separated by {sep!r}, not by commas"
+    missing = [c for c in expected if c not in header]
+    extra = [c for c in header if c not in expected]
+    twice = sorted({c for c in header if header.count(c) > 1})
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+    what = "header must be GalaxyID + the 37 columns in Kaggle's order"
+    what += f"; missing {listed(missing)}" if missing else ""
+    what += f"; unexpected {listed(extra)}" if extra else ""
+    what += f"; twice: {listed(twice)}" if twice else ""
+    return f"{name}: {what}"
+
+
+def check_submission(path: str | Path, expected_ids: Iterable[int] | None = None,
+                     name: str | Path | None = None) -> pd.DataFrame:
+    """Validate a submission file; raise UserError naming the first problems found. Returns it as a frame.
+
+    Args:
+        path: the CSV to check.
+        expected_ids: the GalaxyIDs it must hold, each once (None: any).
+        name: how messages name the file (default `path`; the final name when checking a temporary file).
+    """
     path = Path(path)
+    name = path if name is None else Path(name)
+    if path.is_dir():
+        raise UserError(f"{name}: is a folder, not a submission file")
     if not path.is_file():
-        raise UserError(f"{path}: no such submission file")
+        raise UserError(f"{name}: no such submission file")
     try:
-        df = pd.read_csv(path)
-    except Exception as err:  # pandas raises many types for unreadable files
-        raise UserError(f"{path}: not a readable CSV ({err})") from err
-    problems = []
-    header = list(df.columns)
-    expected_header = [tree.ID_COLUMN, *tree.COLUMNS]
-    if header != expected_header:
-        if header and header[0] == "GalaxyId":  # the spelling of Kaggle's own example file
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = [c.strip() for c in next(csv.reader(f), [])]
+        if not header:
+            raise UserError(f"{name}: is empty (no header line)")
+        if header[0] == "GalaxyId":  # the spelling of Kaggle's own example file
             header[0] = tree.ID_COLUMN
-            df.columns = header
-        if header != expected_header:
-            missing = [c for c in expected_header if c not in header]
-            extra = [c for c in header if c not in expected_header]
-            problems.append(f"{path}: header must be GalaxyID + the 37 columns in order"
-                            + (f"; missing {missing}" if missing else "") + (f"; unexpected {extra}" if extra else ""))
-    if not problems:
-        values = df[list(tree.COLUMNS)].apply(pd.to_numeric, errors="coerce")
-        bad = values.isna() | (values < 0) | (values > 1)
-        for row, col in zip(*np.nonzero(bad.to_numpy()), strict=True):
-            problems.append(f"{path}: GalaxyID {df.iloc[row, 0]}, column {tree.COLUMNS[col]}: "
-                            f"{df.iloc[row, col + 1]!r} is not a number in [0, 1]")
-            if len(problems) >= 10:
-                break
-        dup = df[tree.ID_COLUMN][df[tree.ID_COLUMN].duplicated()]
-        problems += [f"{path}: GalaxyID {g} appears more than once" for g in dup.head(5)]
-        if expected_ids is not None:
-            want, have = set(map(int, expected_ids)), set(df[tree.ID_COLUMN].astype(np.int64))
-            missing = sorted(want - have)
-            if missing:
-                problems.append(f"{path}: {len(missing)} images have no row, e.g. GalaxyID {missing[0]}")
-            extra = sorted(have - want)
-            if extra:
-                problems.append(f"{path}: {len(extra)} rows have no image, e.g. GalaxyID {extra[0]}")
+        problem = _header_problem(name, header)
+        if problem:
+            raise UserError(problem)
+        # every cell as text: the IDs are checked as text, the values parsed below, so each bad cell is named
+        with warnings.catch_warnings():  # a row with extra fields: an error, not a silent shift into an index
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", names=header,
+                             skiprows=1, index_col=False)  # fmt: skip
+    except UserError:
+        raise
+    except Exception as err:  # pandas and csv raise many types for unreadable files
+        from galaxylib.data.read import extra_fields_problem
+
+        what = extra_fields_problem(path) or f"not a readable CSV ({' '.join(str(err).split())})"
+        raise UserError(f"{name}: {what}") from err
+    if df.empty:
+        raise UserError(f"{name}: has a header but no rows")
+    problems = []
+    id_text = df[tree.ID_COLUMN].str.strip()
+    bad_id = ~id_text.str.fullmatch(r"[0-9]{1,18}")
+    for row in np.flatnonzero(bad_id.to_numpy())[:5]:
+        problems.append(f"{name}: row {row + 1}: GalaxyID {id_text.iloc[row]!r} is not a whole number of at most "
+                        "18 digits")
+    values = df[list(tree.COLUMNS)].apply(lambda c: pd.to_numeric(c.str.strip(), errors="coerce"))
+    bad = values.isna() | ~np.isfinite(values) | (values < 0) | (values > 1)
+    for row, col in list(zip(*np.nonzero(bad.to_numpy()), strict=True))[:10]:
+        problems.append(f"{name}: GalaxyID {id_text.iloc[row]}, column {tree.COLUMNS[col]}: "
+                        f"{df.iloc[row, col + 1]!r} is not a number in [0, 1]")
     if problems:
         raise UserError("\n".join(problems))
-    return df
+    ids = id_text.astype(np.int64)
+    dup = ids[ids.duplicated()]
+    problems += [f"{name}: GalaxyID {g} appears more than once" for g in dup.head(5)]
+    if expected_ids is not None:
+        want, have = set(map(int, expected_ids)), set(ids)
+        missing = sorted(want - have)
+        if missing:
+            problems.append(f"{name}: {len(missing)} images have no row, e.g. GalaxyID {missing[0]}")
+        extra = sorted(have - want)
+        if extra:
+            problems.append(f"{name}: {len(extra)} rows have no image, e.g. GalaxyID {extra[0]}")
+    if problems:
+        raise UserError("\n".join(problems))
+    out = values.astype(np.float64)
+    out.insert(0, tree.ID_COLUMN, ids.to_numpy())
+    return out

@@ -192,15 +192,15 @@ def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | P
     Missing pretrained weights stop it (PretrainedWeightsMissing) unless random initialisation is allowed by the
     profile (quick, smoke) or by `allow_random_init`.
     """
-    from galaxylib.train import train
+    from galaxylib.train import fingerprint_data, train
 
     cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device, allow_random_init)
     if progress:
         note = "" if label != "no (weights not found)" else " (pretrained weights not found: random init)"
         print(f"== {experiment}: {EXPERIMENTS[experiment].label}, {profile} profile, {cfg.epochs} epochs at "
               f"{cfg.img_size} px{note} -> {run_dir}", flush=True)
-    finished = RunDir(run_dir).finished_metrics(cfg)
-    if finished is not None and not retrain:
+    finished = None if retrain else RunDir(run_dir).finished_metrics(cfg, fingerprint_data(cfg))
+    if finished is not None:
         if progress:
             print(f"{run_dir.name}: finished run reused (retrain=True trains it again)", flush=True)
         return Run(experiment, cfg, run_dir, finished, label)

@@ -1,18 +1,22 @@
 """The training loop: the paper's recipe (Adam, MSE on sigmoid outputs, cosine annealing per epoch) on a fast path.
 
-`Trainer.fit` reads as five stages:
+`Trainer.fit` locks the run folder, decides from the data's fingerprint whether to reuse, resume or start, and
+then reads as five stages:
 
+    build          the model, channels_last, DDP / torch.compile, Adam (first: a model that cannot be built
+                   stops the run before anything is written)
     prepare_data   read and validate the folders, take the profile's subset, split as the paper did,
                    decode the images once and put them where training reads them
-    build          the model, channels_last, DDP / torch.compile, Adam
-    resume         the last checkpoint of an interrupted run of the same config, if any
+    resume         the last verified checkpoint of an interrupted run of the same config and data, if any
     epochs         augment on the device -> forward -> masked MSE -> backward -> step; validate; checkpoint
     final_scores   the final model's validation scores with TTA, per question, against the mean predictor
 
 bf16 autocast, channels_last, cudnn benchmark and fused Adam are on by default on CUDA; `--precision fp32` is
 the paper's own arithmetic. Metrics are accumulated on the device and read once per epoch, so the GPU never
 waits for the host. The run folder (galaxylib.rundir) makes a rerun resume or reuse; under torchrun the same
-code runs data-parallel (galaxylib.distributed) and only rank 0 writes.
+code runs data-parallel (galaxylib.distributed) and only rank 0 writes and holds the lock. A last batch of one
+image (of fewer than two per rank) is folded into the batch before it (`train_batches`): batch-norm cannot
+train on one value per channel.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from galaxylib.experiments import RunConfig
 from galaxylib.metrics import mean_predictor, per_question_rmse, rmse
 from galaxylib.models import build_model, count_parameters
 from galaxylib.predict import predict, write_submission
+
+MIN_TRAIN = 2  # images per process in a training step: batch-norm in training mode needs two values per channel
 
 
 def get_lr(epoch: int, cfg: RunConfig) -> float:
@@ -81,14 +87,59 @@ def prepare_data(cfg: RunConfig, progress: bool = True) -> tuple[gdata.GalaxyDat
     Returns:
         (galaxies, train indices, validation indices), indices sorted.
     """
+    data = read_folders(cfg, progress=progress)
+    data = gdata.profile_subset(data, cfg.max_images, cfg.seed)
+    need = MIN_TRAIN * max(1, cfg.world_size)
+    train_idx, val_idx = gdata.paper_split(data, test_size=0.1, seed=cfg.seed) if len(data) > 1 else ([], [])
+    if len(train_idx) < need or len(val_idx) < 1:
+        cap = f" (--max-images {cfg.max_images})" if cfg.max_images and cfg.max_images <= len(data) else ""
+        raise UserError(f"{', '.join(cfg.data_dirs)}: {len(data)} labelled galaxies{cap} are too few: training "
+                        f"needs at least {need} to train on (batch-norm needs two per process) and 1 to validate")
+    return data, np.asarray(train_idx), np.asarray(val_idx)
+
+
+def read_folders(cfg: RunConfig, *, verify_images: bool = True, progress: bool = False) -> gdata.GalaxyData:
+    """The labelled galaxies of the run's data folders, validated (every image decoded when `verify_images`)."""
     if not cfg.data_dirs:
         raise UserError("no data folder given (--data-dir DIR)")
-    data = gdata.load_folders(cfg.data_dirs, progress=progress)
+    data = gdata.load_folders(cfg.data_dirs, verify_images=verify_images, progress=progress)
     if data.labels is None:
         raise UserError(f"{cfg.data_dirs[0]}: training needs labels (training_solutions_rev1*.csv)")
-    data = gdata.profile_subset(data, cfg.max_images, cfg.seed)
-    train_idx, val_idx = gdata.paper_split(data, test_size=0.1, seed=cfg.seed)
-    return data, np.asarray(train_idx), np.asarray(val_idx)
+    return data
+
+
+def fingerprint_data(cfg: RunConfig) -> dict:
+    """The fingerprint (galaxylib.data.fingerprint) of the run's data folders as they are now: labels read and
+    validated, images listed and stat-ed but not decoded, so that deciding to reuse a run stays cheap."""
+    return gdata.data_fingerprint(read_folders(cfg, verify_images=False))
+
+
+def check_settings(cfg: RunConfig) -> None:
+    """Refuse settings no run can use, naming the setting (the command line checks its options already; this
+    guards calls from Python)."""
+    for name in ("epochs", "batch_size", "img_size", "tta"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"{name} must be a whole number >= 1, got {value!r}")
+    if cfg.max_images is not None and (not isinstance(cfg.max_images, int) or cfg.max_images < 1):
+        raise UserError(f"max_images must be a whole number >= 1 or None (all), got {cfg.max_images!r}")
+    for name, low in (("lr", "> 0"), ("min_lr", ">= 0")):
+        value = getattr(cfg, name)
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or value < 0 or (value == 0 and name == "lr"):
+            raise UserError(f"{name} must be a finite number {low}, got {value!r}")
+
+
+def train_batches(n: int, batch_size: int, world_size: int = 1) -> list[tuple[int, int]]:
+    """(start, stop) of each training step over n shuffled galaxies: batches of `batch_size`, except that a last
+    batch too small to give every rank at least MIN_TRAIN images (batch-norm needs two values per channel in
+    training mode) is folded into the one before it, which grows by that much. With one process that is a last
+    batch of one; every other remainder is kept as its own smaller batch, as the paper's DataLoader did."""
+    stops = list(range(batch_size, n, batch_size)) + [n]
+    if len(stops) > 1 and stops[-1] - stops[-2] < MIN_TRAIN * world_size:
+        del stops[-2]
+    starts = [0, *stops[:-1]]
+    return list(zip(starts, stops, strict=True))
 
 
 class Trainer:
@@ -96,6 +147,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, out: Path, *, progress: bool = True, retrain: bool = False,
                  sync_batchnorm: bool = False, stop_after_epochs: int | None = None):
+        check_settings(cfg)
         self.ddp = init_distributed(cfg.device)
         self.cfg = cfg.replace(world_size=self.ddp.world_size)
         self.run = rundir.RunDir(out)
@@ -103,9 +155,7 @@ class Trainer:
         self.device = select_device(cfg.device, self.ddp.local_rank if self.ddp.enabled else None)
         self.amp = amp_dtype(cfg.precision, self.device)
         self.augment = TrainAugment(out_size=cfg.img_size, source_crop=cfg.source_crop, crop_range=cfg.crop_range)
-        if retrain and self.ddp.is_main:
-            self.run.clear()
-        self.ddp.barrier()
+        self.retrain = retrain
 
     def say(self, message: str, always: bool = False) -> None:
         """One line for the user (rank 0 only; only with progress on unless `always`)."""
@@ -113,19 +163,56 @@ class Trainer:
             print(message, flush=True)
 
     def fit(self) -> dict:
-        """Train, resume or reuse the run; returns metrics.json's contents ({"finished": False} when stopped)."""
+        """Train, resume or reuse the run; returns metrics.json's contents ({"finished": False} when stopped).
+
+        The run folder is locked throughout (rank 0 holds the lock; every rank stops when it cannot be taken).
+        """
+        lock, refused = None, None
+        if self.ddp.is_main:
+            try:
+                lock = self.run.lock()
+            except UserError as err:
+                refused = err
+        if not self._all_ranks_ok(refused is None):
+            raise refused or UserError(f"{self.run.path}: rank 0 could not lock the run folder")
+        try:
+            if lock is not None and lock.previous:
+                self.say(f"{self.run.path}: took over the lock left by {lock.previous} (that run was killed)",
+                         always=True)
+            return self._fit()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _all_ranks_ok(self, ok: bool) -> bool:
+        """True on every rank when `ok` is True on every rank (one collective under torchrun)."""
+        if not self.ddp.enabled:
+            return ok
+        flag = torch.tensor([0.0 if ok else 1.0], device=self.device)
+        return float(self.ddp.all_reduce(flag)[0]) == 0.0
+
+    def _fit(self) -> dict:
         cfg = self.cfg
-        finished = self.run.finished_metrics(cfg)
+        if self.retrain and self.ddp.is_main:
+            self.run.clear()
+        self.ddp.barrier()
+        fingerprint = fingerprint_data(cfg)
+        finished = self.run.finished_metrics(cfg, fingerprint)
         if finished is not None:
             self.say(f"{self.run.path}: finished run reused (use --retrain to train again)")
             return finished
-        state = self.run.resumable_state(cfg)
-        if self.ddp.is_main:
-            self.run.write_config(cfg)
+        resume = self.run.resume_point(cfg, fingerprint)
         self._seed_and_backends()
+        built = self.build()  # before anything is written: a model that cannot be built leaves the folder as it was
+        self.ddp.barrier()  # every rank has read the checkpoint before rank 0 repairs or rewrites anything
+        if self.ddp.is_main:
+            if resume is not None and resume.source == rundir.LAST_PREV:
+                self.run.promote_previous()
+            self.run.write_config(cfg, fingerprint)
+        for note in resume.notes if resume is not None else []:
+            self.say(note, always=True)
         prep = self.prepare_data()
-        built = self.build(prep)
-        start_epoch, history, best = self.resume(built, state)
+        start_epoch, history, best = self.resume(built, None if resume is None else resume.state)
         end_epoch = cfg.epochs if self.stop_after_epochs is None else min(cfg.epochs,
                                                                           start_epoch + self.stop_after_epochs)
         for epoch in range(start_epoch, end_epoch):
@@ -166,7 +253,7 @@ class Trainer:
         store = DeviceData(cache, data.labels, self.device)
         return Prepared(data, train_idx, val_idx, store, gdata.data_source(cfg.data_dirs))
 
-    def build(self, prep: Prepared) -> Built:
+    def build(self, prep: Prepared | None = None) -> Built:
         """The model (pretrained weights from disk when the config says so), DDP / compile, and Adam."""
         cfg = self.cfg
         model = build_model(cfg.model, img_size=cfg.img_size, pretrained=cfg.pretrained,
@@ -208,7 +295,8 @@ class Trainer:
         val_loss = self.validate(built.model, prep)
         seconds = time.perf_counter() - t0
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            kept = f"the last good checkpoint ({self.run.file(rundir.LAST)}, epoch {epoch}) is kept" if epoch else (
+            last = self.run.file(rundir.LAST)
+            kept = f"the last good checkpoint ({last}, epoch {epoch}) is kept" if epoch and last.is_file() else (
                 "no checkpoint was written")
             raise TrainingDiverged(f"epoch {epoch + 1}: the loss became "
                                    f"{'NaN' if math.isnan(train_loss) else 'infinite'}; training stopped, {kept}")
@@ -283,10 +371,8 @@ class Trainer:
         sq_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         count = torch.zeros((), device=self.device, dtype=torch.float64)
         t0 = time.perf_counter()
-        for step, start in enumerate(range(0, len(perm), cfg.batch_size)):
-            batch = perm[start : start + cfg.batch_size]
-            if len(batch) < ddp.world_size:  # a last batch too small to give every rank an image is skipped
-                break
+        for step, (start, stop) in enumerate(train_batches(len(perm), cfg.batch_size, ddp.world_size)):
+            batch = perm[start:stop]
             params = self.augment.sample(len(batch), aug_gen)  # for the global batch: the same for any world size
             mine = ddp.rank_slice(len(batch))
             idx = batch[mine]

@@ -5,6 +5,7 @@ The submodules that need torch (store) are not imported here, so reading and che
 """
 
 from galaxylib.data.cache import build_cache, default_cache_dir, load_image
+from galaxylib.data.fingerprint import data_fingerprint, describe_change
 from galaxylib.data.problems import Problem
 from galaxylib.data.read import GalaxyData, data_source, load_folders, load_images, read_labels
 from galaxylib.data.split import paper_split, profile_subset
@@ -13,7 +14,9 @@ __all__ = [
     "GalaxyData",
     "Problem",
     "build_cache",
+    "data_fingerprint",
     "data_source",
+    "describe_change",
     "default_cache_dir",
     "load_folders",
     "load_image",

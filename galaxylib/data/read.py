@@ -124,6 +124,9 @@ def _read_header(path: Path, problems: list[Problem]) -> dict[str, int] | None:
     if not header:
         problems.append(Problem(path, "is empty (no header line)"))
         return None
+    if len(header) == 1 and (sep := next((c for c in ";\t|" if c in header[0]), None)):
+        problems.append(Problem(path, f"fields are separated by {sep!r}, not by commas (header {header[0][:40]!r})"))
+        return None
     known: dict[str, int] = {}
     for pos, raw in enumerate(header):
         name = raw.strip()
@@ -156,12 +159,27 @@ def _column(series: pd.Series) -> tuple[np.ndarray, pd.Series | None]:
     return pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan, copy=True), text
 
 
-def _read_label_file(path: Path, problems: list[Problem]) -> tuple[np.ndarray, np.ndarray]:
-    """Parse and validate a label CSV -> (ids int64 (n,), values float64 (n, 37), NaN where absent or bad)."""
-    empty = np.zeros(0, np.int64), np.zeros((0, _NUM))
+def extra_fields_problem(path: Path) -> str | None:
+    """'data row 3 (line 4) has 39 fields, the header 38' for the first row longer than the header, else None
+    (pandas names no row for a first row that is too long, and would silently shift it into an index)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = csv.reader(f)
+            header = next(rows, [])
+            for number, row in enumerate(rows, start=1):
+                if len(row) > len(header):
+                    return f"data row {number} (line {rows.line_num}) has {len(row)} fields, the header {len(header)}"
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
+
+
+def _read_label_file(path: Path, problems: list[Problem]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Parse and validate a label CSV -> (ids int64 (n,), values float64 (n, 37), NaN where absent or bad), or
+    None when the file cannot be interpreted at all (the problem is recorded)."""
     columns = _read_header(path, problems)
     if columns is None:
-        return empty
+        return None
     # na_filter=False: an empty or "nan" cell stays text, to be reported rather than read as NaN.
     # index_col=False + ParserWarning as an error: a row with extra fields fails instead of being trimmed.
     try:
@@ -170,8 +188,12 @@ def _read_label_file(path: Path, problems: list[Problem]) -> tuple[np.ndarray, n
             df = pd.read_csv(path, index_col=False, keep_default_na=False, na_filter=False,
                              encoding="utf-8-sig", low_memory=False)  # fmt: skip
     except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError, UnicodeDecodeError) as err:
-        problems.append(Problem(path, f"cannot be parsed as CSV ({' '.join(str(err).split())})"))
-        return empty
+        what = extra_fields_problem(path) or f"cannot be parsed as CSV ({' '.join(str(err).split())})"
+        problems.append(Problem(path, what))
+        return None
+    if df.empty:
+        problems.append(Problem(path, "has a header but no data rows"))
+        return None
     raw_ids, id_text = _column(df.iloc[:, columns[_ID]])
     parsed = id_text is None
     if parsed:  # parsed by pandas: whole non-negative numbers are fine
@@ -181,7 +203,7 @@ def _read_label_file(path: Path, problems: list[Problem]) -> tuple[np.ndarray, n
     else:
         ok = id_text.str.fullmatch(_ID_PATTERN).to_numpy(dtype=bool)
     for row in np.flatnonzero(~ok):
-        what = f"data row {row + 1}: {_ID} {id_text.iloc[row]!r} is not a whole number"
+        what = f"data row {row + 1}: {_ID} {id_text.iloc[row]!r} is not a whole number of at most 18 digits"
         problems.append(Problem(path, what))
     ids = raw_ids[ok].astype(np.int64) if parsed else id_text[ok].astype(np.int64).to_numpy()
     rows = np.flatnonzero(ok) + 1
@@ -263,7 +285,10 @@ def _scan_labelled(path: Path, tol: float, verify_images: bool, progress: bool) 
         return nothing
     labels_file = files[0]
     nothing.source = labels_file
-    ids, values = _read_label_file(labels_file, problems)
+    parsed = _read_label_file(labels_file, problems)
+    if parsed is None:  # every image would also be reported as unlabelled: the file's problem says it all
+        return _Scan(folder, labels_file, np.zeros(0, np.int64), [], np.zeros((0, _NUM)), problems)
+    ids, values = parsed
     image_dir = folder / layout.TRAIN_IMAGES_DIR
     if not image_dir.is_dir():
         if not _has_jpgs(folder):
@@ -320,6 +345,11 @@ def _image_problem(path: str) -> str | None:
     try:
         if os.path.getsize(path) == 0:
             return "empty file (0 bytes)"
+    except FileNotFoundError:
+        return "broken link (its target does not exist)" if os.path.islink(path) else "vanished while being read"
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    try:
         with Image.open(path) as img:
             if img.size != (layout.FRAME, layout.FRAME):
                 return f"image is {img.width}x{img.height}, expected {layout.FRAME}x{layout.FRAME}"
@@ -453,13 +483,17 @@ def read_labels(paths, *, tol: float = 1e-3) -> pd.DataFrame:
                 f"no label file {layout.LABELS_GLOB}")
             problems.append(Problem(path, what))
             continue
-        ids, values = _read_label_file(files[0], problems)
+        parsed = _read_label_file(files[0], problems)
+        if parsed is None:
+            continue
+        ids, values = parsed
         problems += _tree_problems(files[0], ids, values, tol)
         ids_all.append(ids)
         values_all.append(values)
     ids = np.concatenate(ids_all) if ids_all else np.zeros(0, np.int64)
-    if len(np.unique(ids)) != len(ids):
-        dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
+    per_file = np.concatenate([np.unique(i) for i in ids_all]) if ids_all else ids  # a file's own: reported above
+    if len(np.unique(per_file)) != len(per_file):
+        dup = pd.Series(per_file)[pd.Series(per_file).duplicated()].iloc[0]
         problems.append(Problem(_as_paths(paths)[0], "GalaxyID found in more than one label file",
                                 galaxy_id=int(dup)))
     raise_problems(problems)
