@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stages import report, run_stage  # noqa: E402
+from stages import dispatch, report, run_stage  # noqa: E402
 
 MODELS = ("baseline", "baseline_cbam", "resnet50", "resnet101", "dinov2_base", "convnext_large")
 STREAM_MODEL = "resnet50"
@@ -62,10 +62,10 @@ def _gpu_peak_gb(device) -> float | None:
 def _config(args):
     from galaxylib.experiments import resolve
 
-    # two epochs of steps/2 steps each; the paper's split keeps 90 % of the subset for training
+    # two epochs of steps/2 full batches each: the paper's split keeps 90 % of the subset for training
     per_epoch = max(1, args.steps // 2)
     batch = args.batch_size or resolve(args.experiment, "paper").batch_size
-    max_images = min(args.n_train, math.ceil(per_epoch * batch / 0.9) + 1)
+    max_images = min(args.n_train, math.floor(per_epoch * batch / 0.9))
     return resolve(args.experiment, "paper", pretrained=False, epochs=2, tta=args.val_tta, device=args.device,
                    batch_size=args.batch_size, max_images=max_images, data_dirs=[str(args.data)],
                    images_on=args.images_on)  # fmt: skip
@@ -119,7 +119,33 @@ def stage_predict(args) -> None:
            submission_check="passed", gpu_peak_gb=_gpu_peak_gb(device))  # fmt: skip
 
 
-STAGES = {"train": stage_train, "predict": stage_predict}
+def stage_stream_check(args) -> None:
+    """The streamed batches (background reads, pinned buffers, side-stream copies) equal the resident ones."""
+    import torch
+
+    from galaxylib import layout
+    from galaxylib.data.cache import build_cache
+    from galaxylib.data.store import DeviceData
+    from galaxylib.device import select_device
+
+    device = select_device(args.device)
+    paths = sorted((Path(args.data) / layout.TRAIN_IMAGES_DIR).glob("*.jpg"))[:2000]
+    cache = build_cache(paths, crop=424, size=424, progress=False)
+    stream = DeviceData(cache, None, device, images_on="stream")
+    resident = DeviceData(cache, None, device, images_on="device")
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randperm(len(paths), generator=gen)[:105] for _ in range(24)]
+    partial = stream.stream(batches)
+    for _ in range(3):
+        next(partial)
+    partial.close()  # left part-way: the background thread must stop, and the next stream must start cleanly
+    same = all(torch.equal(a, b) for a, b in zip(stream.stream(batches), resident.stream(batches), strict=True))
+    if not same:
+        raise SystemExit("streamed batches differ from the resident ones")
+    report(stream_check="passed", images=len(paths), batches=len(batches), where=[stream.where, resident.where])
+
+
+STAGES = {"train": stage_train, "predict": stage_predict, "stream-check": stage_stream_check}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -164,14 +190,36 @@ def markdown(result: dict) -> str:
                 f"{p.get('submission_check', p.get('error', ''))}")  # fmt: skip
         lines.append(f"| {name} | {t['train_img_per_s']} | {t['images_on']} | {t['seconds']} | {t['gpu_peak_gb']} "
                      f"| {t['peak_rss_gb']} | {pred} |")
+    c = result.get("stream_check", {})
+    lines += ["", f"Streamed batches against resident ones ({c.get('images')} images, {c.get('batches')} batches "
+              f"of 105 at 424 px, {' vs '.join(c.get('where', []))}): {c.get('stream_check', c.get('error'))}."]
     s = result.get("stream_vs_resident")
     if s:
-        lines += ["", f"{STREAM_MODEL}, streamed from the cache file against the cache held on the device: "
-                  f"{s.get('stream_img_per_s')} against {s.get('resident_img_per_s')} img/s "
-                  f"(ratio {s.get('ratio')}; {s.get('note', '')})."]  # fmt: skip
+        lines += ["", f"{STREAM_MODEL}, streamed from the cache file against the cache held on the device "
+                  f"({s.get('resident_on')}): {s.get('stream_img_per_s')} against {s.get('resident_img_per_s')} "
+                  f"img/s of training (ratio {s.get('ratio')}; {s.get('note', '')}); peak host RSS "
+                  f"{s.get('stream_peak_rss_gb')} against {s.get('resident_peak_rss_gb')} GB, peak GPU memory "
+                  f"{s.get('stream_gpu_peak_gb')} against {s.get('resident_gpu_peak_gb')} GB."]  # fmt: skip
     if result["skipped"]:
         lines += ["", "Skipped (time limit): " + ", ".join(result["skipped"]) + "."]
     return "\n".join(lines) + "\n"
+
+
+def compare_stream(name: str, auto: dict, train_with) -> dict:
+    """Training throughput streamed from the cache file against the cache held on the device.
+
+    `auto` is the model's run with the default placement: on a GPU where the cache fits that is the resident
+    run; otherwise (a CPU, or a cache too large) the resident run is made with --images-on device."""
+    resident = auto if auto["images_on"] in ("gpu", "memory") else train_with("device")
+    stream = train_with("stream")
+    out = {"model": name}
+    for label, r in (("resident", resident), ("stream", stream)):
+        if "error" in r:
+            return {**out, "note": f"{label} run failed: {r['error']}"}
+        out.update({f"{label}_on": r["images_on"], f"{label}_img_per_s": r["train_img_per_s"],
+                    f"{label}_peak_rss_gb": r["peak_rss_gb"], f"{label}_gpu_peak_gb": r["gpu_peak_gb"]})
+    ratio = stream["train_img_per_s"] / resident["train_img_per_s"]
+    return {**out, "ratio": round(ratio, 3), "note": "within 10 %" if ratio >= 0.9 else "NOT within 10 %"}
 
 
 def rehearse(args) -> int:
@@ -207,13 +255,20 @@ def rehearse(args) -> int:
         out_json.write_text(json.dumps(result, indent=2) + "\n")
         out_md.write_text(markdown(result))
 
+    check = run_stage(me + ["--stage", "stream-check", "--data", str(train_dir), "--device", args.device], env)
+    result["stream_check"] = check
+    print(f"  streamed batches against resident ones: {check}", flush=True)
     runs = work / "runs"
+
+    def train_stage(name: str, images_on: str) -> tuple[Path, dict]:
+        run = runs / f"{name}-{images_on}"
+        return run, run_stage(me + ["--stage", "train", "--experiment", name, "--data", str(train_dir), "--run",
+                                    str(run), "--images-on", images_on] + common, env)  # fmt: skip
+
     for name in args.models:
         if over_time(name):
             continue
-        run = runs / name
-        t = run_stage(me + ["--stage", "train", "--experiment", name, "--data", str(train_dir), "--run", str(run),
-                            "--images-on", "auto"] + common, env)  # fmt: skip
+        run, t = train_stage(name, "auto")
         result["models"][name] = {"train": t}
         print(f"  {name}: train {t}", flush=True)
         if "error" not in t and not over_time(f"{name} predict"):
@@ -221,25 +276,12 @@ def rehearse(args) -> int:
                                 args.device], env)  # fmt: skip
             result["models"][name]["predict"] = p
             print(f"  {name}: predict {p}", flush=True)
-        shutil.rmtree(run, ignore_errors=True)  # checkpoints (ConvNeXt-L: 2.4 GB) are not needed back
         save()
         if name == STREAM_MODEL and "error" not in t and not over_time(f"{name} streamed"):
-            s = run_stage(me + ["--stage", "train", "--experiment", name, "--data", str(train_dir), "--run",
-                                str(runs / f"{name}-stream"), "--images-on", "stream"] + common, env)  # fmt: skip
-            shutil.rmtree(runs / f"{name}-stream", ignore_errors=True)
-            cmp = {"resident_img_per_s": t["train_img_per_s"], "resident_on": t["images_on"]}
-            if "error" in s:
-                cmp["note"] = s["error"]
-            else:
-                cmp.update(stream_img_per_s=s["train_img_per_s"], stream_peak_rss_gb=s["peak_rss_gb"],
-                           stream_gpu_peak_gb=s["gpu_peak_gb"], ratio=round(s["train_img_per_s"] /
-                           t["train_img_per_s"], 3), note="within 10 %" if s["train_img_per_s"] >=
-                           0.9 * t["train_img_per_s"] else "NOT within 10 %")  # fmt: skip
-                if t["images_on"] == "stream":
-                    cmp["note"] += "; but the resident run streamed too (the cache did not fit)"
-            result["stream_vs_resident"] = cmp
-            print(f"  {name}: streamed vs resident {cmp}", flush=True)
+            result["stream_vs_resident"] = compare_stream(name, t, lambda on, name=name: train_stage(name, on)[1])
+            print(f"  {name}: streamed vs resident {result['stream_vs_resident']}", flush=True)
             save()
+        shutil.rmtree(runs, ignore_errors=True)  # checkpoints (ConvNeXt-L: 2.4 GB) are not needed back
     save()
     if not args.keep_data:
         shutil.rmtree(work, ignore_errors=True)
@@ -259,17 +301,12 @@ def main(argv=None) -> int:
     p.add_argument("--work", type=Path, help="data and cache folder (default $GALAXYLIB_CACHE_DIR/dress)")
     p.add_argument("--keep-data", action="store_true", help="keep the generated data and caches")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
-    p.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
     p.add_argument("--experiment", help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--run", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--images-on", default="auto", help=argparse.SUPPRESS)
     p.add_argument("--n-train", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.stage:
-        STAGES[args.stage](args)
-        return 0
-    return rehearse(args)
+    return dispatch(p, argv, STAGES, rehearse)
 
 
 if __name__ == "__main__":

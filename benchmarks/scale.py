@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stages import report, run_stage  # noqa: E402
+from stages import dispatch, report, run_stage  # noqa: E402
 
 SEED = 2024
 CACHE_SIZE = 256  # the paper baseline's cache: the 424-px frame stored at 256 px
@@ -210,17 +210,29 @@ def markdown(rows: list[dict], conditions: str) -> str:
         verdict = (f"\nAcceptance: the streamed `predict` (baseline) peaks at {pred[lo]:.2f} GB for {lo:,} images and "
                    f"{pred[hi]:.2f} GB for {hi:,}: it grows by {growth:+.2f} GB "
                    f"({'within' if growth < ACCEPT_GB else 'NOT within'} the {ACCEPT_GB} GB allowed).\n")
-    return ("Peak resident memory of the main process (its largest worker process in brackets, where it has one) "
-            "and images per second, each stage in a fresh process. Synthetic Kaggle-sized (424x424) JPEGs; "
-            "models with random weights; predict with one view (--tta 1); train = the paper-profile baseline, "
-            "batch 105 at 128 px from the 256-px cache.\n\n" + conditions + "\n\n" + "\n".join(lines) + "\n"
-            + verdict)  # fmt: skip
+    return ("Peak resident memory (VmHWM) of the main process and images per second, each stage in a fresh "
+            "process; in brackets the peak of its largest worker process (image checks and decoding), which "
+            "counts the pages a forked worker shares with its parent, so it overstates what the worker adds. "
+            "Synthetic Kaggle-sized (424x424) JPEGs; models with random weights; predict with one view (--tta 1), "
+            "batch 256; train = the paper-profile baseline, batch 105 at 128 px from the 256-px cache, "
+            "images/s over the timed steps only. stream = the streamed paths (predict: decode a chunk, predict, "
+            "append; train: batches read from the cache file); memory = the whole cache in RAM (predict: the "
+            "previous code path, np.array of the cache; train: --images-on device).\n\n" + conditions + "\n\n"
+            + "\n".join(lines) + "\n" + verdict)  # fmt: skip
 
 
 def measure(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     date, where = datetime.date.today().isoformat(), machine()
     conditions = f"Machine: {where}; {date}; {args.conditions}"
+    if args.markdown_only:
+        import pandas as pd
+
+        rows = pd.read_csv(args.out / "scale.csv", keep_default_na=False).to_dict("records")
+        first = rows[0]
+        (args.out / "scale.md").write_text(markdown(rows, f"Machine: {first['machine']}; {first['date']}; "
+                                                          f"{args.conditions}"))  # fmt: skip
+        return 0
     tmp = bench_root() / "scale-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -284,17 +296,13 @@ def main(argv=None) -> int:
     p.add_argument("--conditions", default="shared with other jobs while measuring (timings are approximate)",
                    help="what else ran on the machine, for the table's caption")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
+    p.add_argument("--markdown-only", action="store_true", help="rewrite scale.md from scale.csv, measure nothing")
     # one stage, in its own process (used by the measurement itself)
-    p.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
     for name in ("data", "run", "tmp"):
         p.add_argument(f"--{name}", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--path", help=argparse.SUPPRESS)
     p.add_argument("--experiment", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.stage:
-        STAGES[args.stage](args)
-        return 0
-    return measure(args)
+    return dispatch(p, argv, STAGES, measure)
 
 
 if __name__ == "__main__":

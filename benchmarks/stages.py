@@ -8,6 +8,7 @@ after they have been joined); the benchmark reads it back with `run_stage`.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -59,3 +60,13 @@ def run_stage(cmd: list[str], env: dict | None = None, timeout: float | None = N
     out = json.loads(lines[-1][len(MARK) :])
     out["wall_s"] = round(wall, 2)
     return out
+
+
+def dispatch(parser: argparse.ArgumentParser, argv, stages: dict, whole) -> int:
+    """Parse the arguments; run one stage in this process (`--stage NAME`, what run_stage starts) or `whole(args)`."""
+    parser.add_argument("--stage", choices=sorted(stages), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.stage:
+        stages[args.stage](args)
+        return 0
+    return whole(args)

@@ -1,5 +1,7 @@
-"""Predictions: the 37 values for cached images with test-time views, for image files with a run's settings, and
-Kaggle submission files (written atomically, checked before they are kept)."""
+"""Predictions: the 37 values for cached images with test-time views (batch by batch: predict_batches; for a
+tensor in memory: predict), for image files with a run's settings (decoded as they are needed), and Kaggle
+submission files (written atomically, checked before they are kept). Survey-scale runs that write their rows
+as they go, resume and shard: galaxylib.survey."""
 
 from __future__ import annotations
 

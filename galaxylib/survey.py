@@ -293,7 +293,8 @@ def _predict_shard(model, cfg, inputs: Inputs, part: Path, meta: dict, start: in
                             channels_last=channels_last)  # fmt: skip
     pending: list[np.ndarray] = []
     held, resized, at = 0, 0, start
-    with open(part, "ab") as f:
+    # closing: on an error the decoding pool is shut down now, not when the traceback is freed
+    with open(part, "ab") as f, contextlib.closing(preds):
         for p in preds:
             pending.append(p)
             held += len(p)
