@@ -110,6 +110,10 @@ def _add_train(sub) -> None:
                    help="Dieleman's decision-tree output layer instead of the sigmoid (ablation)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
+    p.add_argument("--images-on", choices=["auto", "device", "stream"], default=None,
+                   help="auto (default): the image cache on the GPU when it fits, else streamed from disk; "
+                        "device: the whole cache in GPU memory (or RAM on the CPU); stream: read batch by batch "
+                        "from the cache file (memory bounded by a few batches)")
     p.add_argument("--sync-batchnorm", action="store_true", help="SyncBatchNorm under torchrun")
     p.add_argument("--retrain", action="store_true", help="discard a finished or interrupted run in --out")
     p.add_argument("--stop-after-epochs", type=positive_int, metavar="N",
@@ -119,17 +123,33 @@ def _add_train(sub) -> None:
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="a Kaggle submission file for every JPEG in a folder, from a run")
-    p.add_argument("--run", type=Path, required=True, help="run folder (its best checkpoint is used)")
-    p.add_argument("--images", type=Path, nargs="+", required=True,
-                   help="folder(s) of JPEGs (images_test_rev1/, or a Kaggle-layout folder)")
-    p.add_argument("--out", type=Path, required=True, help="submission CSV to write")
+    p = sub.add_parser("predict", help="predictions for every image in folders or a catalogue, from a run "
+                       "(a Kaggle submission file for Kaggle GalaxyIDs); streamed, resumable, shards under torchrun")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--images", type=Path, nargs="+",
+                       help="folder(s) of images (images_test_rev1/, a Kaggle-layout folder, or *.jpg/*.png); "
+                            "the ID is the file name")
+    where.add_argument("--catalog", type=Path, metavar="FILE",
+                       help="a CSV with an ID column (id_str or GalaxyID) and an image path column (file_loc or "
+                            "path; relative to the CSV's folder), as Zoobot's catalogues")
+    p.add_argument("--run", "--run-dir", dest="run", type=Path, required=True,
+                   help="run folder (its best checkpoint is used); under torchrun write --run-dir, since "
+                        "torchrun's own parser reads --run as its --run-path")
+    p.add_argument("--out", type=Path, required=True,
+                   help="CSV to write: a Kaggle submission (GalaxyID column) when every ID is a whole number, "
+                        "else an id_str column; replaced only by a complete, checked file")
     p.add_argument("--tta", type=positive_int, help="views (default: the run's, 16)")
     p.add_argument("--split", choices=["all", "val", "train"], default="all",
                    help="only the run's validation (or training) galaxies among the images")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--resize", action="store_true",
+                   help="resize images that are not 424x424 (centre square, then 424 px) instead of refusing them")
+    p.add_argument("--chunk-size", type=positive_int, default=4096, metavar="N",
+                   help="images per progress record: an interrupted run loses at most this many (default 4096)")
+    p.add_argument("--workers", type=positive_int, help="image decoding processes (default: the cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     p.set_defaults(func="run_predict")
 
 

@@ -70,6 +70,7 @@ def run_train(args: argparse.Namespace) -> int:
                   img_size=args.img_size, lr=args.lr, tta=args.tta, pretrained=args.pretrained,
                   weights_file=str(args.weights_file) if args.weights_file else None, head=args.head,
                   tree_output=args.tree_output, compile=args.compile, channels_last=args.channels_last,
+                  images_on=args.images_on,
                   data_dirs=[str(d.resolve()) for d in args.data_dirs])
     metrics = train(cfg, args.out, progress=not args.quiet, retrain=args.retrain,
                     sync_batchnorm=args.sync_batchnorm, stop_after_epochs=args.stop_after_epochs)
@@ -81,11 +82,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Every input is checked before any compute (--out writable, the run and its checkpoint, the images);
-    the submission is checked before it replaces anything at --out."""
-    import numpy as np
-
-    from galaxylib import predict
+    """Every input is checked before any compute (--out writable, the run and its checkpoint, the inputs); the
+    images stream through the run's model into --out (galaxylib.survey), which is replaced only by a complete,
+    checked file; rank 0 reports."""
+    from galaxylib import survey
+    from galaxylib.data.inputs import from_catalog, from_folders
+    from galaxylib.data.problems import Problem, raise_problems
+    from galaxylib.data.read import image_problems
+    from galaxylib.distributed import init_distributed
     from galaxylib.fileio import atomic_write_text, check_writable
     from galaxylib.rundir import RunDir, load_run
 
@@ -93,18 +97,37 @@ def run_predict(args: argparse.Namespace) -> int:
     check_writable(args.out, "--out")
     check_writable(info_path, "--out's record")
     cfg, model = load_run(args.run, args.checkpoint)
-    ids, paths = predict.images_in(args.images)
+    inputs = from_catalog(args.catalog) if args.catalog else from_folders(args.images)
     if args.split != "all":
+        if not inputs.kaggle:
+            raise UserError(f"--split {args.split} needs Kaggle GalaxyIDs, but {inputs.source} has other IDs")
         wanted = RunDir(args.run).ids_in(args.split)
-        keep = np.array([i in wanted for i in ids])
-        if not keep.any():
-            raise UserError(f"none of the images in {args.images[0]} are in the run's {args.split} split")
-        ids, paths = ids[keep], [p for p, k in zip(paths, keep, strict=True) if k]
+        inputs = inputs.subset([int(i) in wanted for i in inputs.ids])
+        if not len(inputs):
+            raise UserError(f"none of the images in {inputs.source} are in the run's {args.split} split")
+    # before any compute: every file opens as an image of the right size (its header only: the pixels are decoded
+    # once, while predicting, where a truncated file stops the run with the chunks done so far kept)
+    problems = image_problems(inputs.paths, decode=False, kaggle_frame=not args.resize, progress=not args.quiet)
+    raise_problems([Problem(p.file, p.what + " (--resize resizes images of other sizes)")
+                    if p.what.startswith("image is ") else p for p in problems])  # fmt: skip
+    ddp = init_distributed(args.device)
     tta = args.tta or cfg.tta
-    preds = predict.predict_files(model, cfg, paths, tta=tta, device=args.device, batch_size=args.batch_size)
-    predict.write_submission(ids, preds, args.out)
-    print(f"{args.out}: {len(ids)} galaxies, {tta} views, from {args.run} ({args.checkpoint})")
-    info = {"run": str(args.run), "checkpoint": args.checkpoint, "config": cfg.to_dict()}
+    result = survey.predict_to_file(model, cfg, inputs, args.out, tta=tta, device=args.device,
+                                    batch_size=args.batch_size, chunk_size=args.chunk_size, resize=args.resize,
+                                    workers=args.workers, progress=not args.quiet, dist=ddp,
+                                    run_label=f"{Path(args.run).resolve()}:{args.checkpoint}")  # fmt: skip
+    if not ddp.is_main:
+        return 0
+    notes = [f"resumed: {result.resumed} images were done before"] if result.resumed else []
+    if result.resized:
+        notes.append(f"{result.resized} images resized to 424x424 (--resize)")
+    if not inputs.kaggle:
+        notes.append("IDs are not Kaggle GalaxyIDs: an id_str column, not a Kaggle submission")
+    print(f"{args.out}: {result.n} galaxies, {tta} views, from {args.run} ({args.checkpoint})"
+          + "".join(f"; {n}" for n in notes))  # fmt: skip
+    info = {"run": str(args.run), "checkpoint": args.checkpoint, "config": cfg.to_dict(), "tta": tta,
+            "images": result.n, "source": inputs.source, "id_column": result.id_column,
+            "kaggle_submission": inputs.kaggle, "resized_to_424": result.resized, "world_size": result.world_size}
     atomic_write_text(info_path, json.dumps(info, indent=2) + "\n")
     return 0
 

@@ -5,6 +5,7 @@ Single-process runs see a `Dist` of world size 1, and every helper here is then 
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -68,4 +69,12 @@ def init_distributed(device: str) -> Dist:
         if use_cuda:
             torch.cuda.set_device(local)
         dist.init_process_group("nccl" if use_cuda else "gloo")
+        # leave the group before the interpreter tears down: a group still alive at exit can abort the process
+        # ("terminate called without an active exception") after all the work is done
+        atexit.register(_leave_group)
     return Dist(rank, world, local)
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

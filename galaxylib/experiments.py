@@ -150,6 +150,7 @@ class RunConfig:
     device: str = "auto"
     compile: bool = False
     channels_last: bool = True
+    images_on: str = "auto"  # auto | device | stream: where training reads the images (data/store.py)
     tta: int = 16  # test-time views: n rotations x 2 flips
     data_dirs: list[str] = field(default_factory=list)
     world_size: int = 1

@@ -182,3 +182,21 @@ def check_writable(path: str | Path, what: str = "output file") -> Path:
         # the rename would still replace it, but a read-only file says "keep me"
         raise UserError(f"{path}: {what} exists and is read-only; remove it or choose another name")
     return path
+
+
+def replace_checked(tmp: str | Path, path: str | Path, check: Callable[[Path], object]) -> Path:
+    """Move the finished file `tmp` over `path` once `check(tmp)` returns; a good `path` is never replaced by a
+    bad file.
+
+    For files written piece by piece (a resumable prediction) rather than in one call. When the check raises,
+    `tmp` is removed, `path` is left as it was and the error propagates; an interruption (KeyboardInterrupt)
+    leaves both in place.
+    """
+    tmp, path = Path(tmp), Path(path)
+    try:
+        check(tmp)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    return path

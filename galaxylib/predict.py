@@ -1,12 +1,14 @@
-"""Predictions: the 37 values for cached images with test-time views, for image files with a run's settings, and
-Kaggle submission files (written atomically, checked before they are kept)."""
+"""Predictions: the 37 values for cached images with test-time views (batch by batch: predict_batches; for a
+tensor in memory: predict), for image files with a run's settings (decoded as they are needed), and Kaggle
+submission files (written atomically, checked before they are kept). Survey-scale runs that write their rows
+as they go, resume and shard: galaxylib.survey."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,48 +21,69 @@ from galaxylib.device import amp_dtype, select_device
 from galaxylib.errors import UserError
 from galaxylib.fileio import atomic_path, ensure_parent
 
+PREDICT_BATCH = 256  # images per forward pass when predicting (no gradients: larger batches than training fit)
+
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: torch.Tensor, *, source_crop: int, out_size: int, eval_crop: int,
-            tta: int = 1, batch_size: int = 256, device: torch.device | str = "cpu",
-            amp_dtype: torch.dtype | None = None, channels_last: bool = False,
-            progress: bool = False) -> np.ndarray:
-    """Predict the 37 values for every cached image (N, S, S, 3) uint8, averaged over `tta` views.
+def predict_batches(model: torch.nn.Module, batches: Iterable[torch.Tensor], *, source_crop: int, out_size: int,
+                    eval_crop: int, tta: int = 1, device: torch.device | str = "cpu",
+                    amp_dtype: torch.dtype | None = None,
+                    channels_last: bool = False) -> Iterator[np.ndarray]:  # fmt: skip
+    """The 37 values for each batch of cached images, averaged over `tta` views, one batch at a time.
 
     Args:
         model: a GalaxyModel (any module mapping (B, 3, H, W) to (B, 37)).
-        images: the decode-once cache as a tensor (N, S, S, 3) uint8 covering the centre `source_crop` px.
+        batches: (B, 3, S, S) uint8 batches of the decode-once cache (any device, any memory format) covering
+            the centre `source_crop` px of the frame.
         source_crop, out_size, eval_crop: the run's geometry (see galaxylib.augment).
         tta: test-time views (augment.views_for): 1 = one centre view, 16 = the paper's 8 rotations x 2 flips.
-        batch_size: images per forward pass.
         device: where the model runs.
         amp_dtype: autocast dtype (None: fp32).
         channels_last: feed channels_last batches.
-        progress: a progress bar over batches.
 
-    Returns:
-        (N, 37) float64, the views averaged with equal weight, as the paper averaged its submission files.
+    Yields:
+        (B, 37) float64 per batch, the views averaged with equal weight, as the paper averaged its submission
+        files.
     """
     device = torch.device(device)
     views = views_for(tta)
     model.eval()
-    out = np.zeros((len(images), tree.NUM_OUTPUTS), np.float64)
-    batches = range(0, len(images), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc=f"predict ({len(views)} views)", unit="batch")
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-    for start in batches:
-        x = images[start : start + batch_size].to(device, non_blocking=True).permute(0, 3, 1, 2)
+    for batch in batches:
+        x = batch.to(device, non_blocking=True)
         acc = torch.zeros((x.shape[0], tree.NUM_OUTPUTS), device=device)
         for v in tta_views(x, source_crop=source_crop, out_size=out_size, eval_crop=eval_crop, views=views):
             if channels_last:
                 v = v.contiguous(memory_format=torch.channels_last)
             with autocast:
                 acc += model(v).float()
-        out[start : start + len(x)] = (acc / len(views)).cpu().numpy()
-    return out
+        yield (acc / len(views)).cpu().numpy().astype(np.float64)
+
+
+def predict(model: torch.nn.Module, images: torch.Tensor, *, source_crop: int, out_size: int, eval_crop: int,
+            tta: int = 1, batch_size: int = PREDICT_BATCH, device: torch.device | str = "cpu",
+            amp_dtype: torch.dtype | None = None, channels_last: bool = False,
+            progress: bool = False) -> np.ndarray:
+    """Predict the 37 values for every cached image (N, S, S, 3) uint8 held in memory (see predict_batches).
+
+    Args:
+        images: the decode-once cache as a tensor (N, S, S, 3) uint8 covering the centre `source_crop` px.
+        batch_size: images per forward pass.
+        progress: a progress bar over batches.
+        model, source_crop, out_size, eval_crop, tta, device, amp_dtype, channels_last: as for predict_batches.
+
+    Returns:
+        (N, 37) float64.
+    """
+    starts = range(0, len(images), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"predict ({len(views_for(tta))} views)", unit="batch")
+    batches = (images[s : s + batch_size].permute(0, 3, 1, 2) for s in starts)
+    out = list(predict_batches(model, batches, source_crop=source_crop, out_size=out_size, eval_crop=eval_crop,
+                               tta=tta, device=device, amp_dtype=amp_dtype, channels_last=channels_last))
+    return np.concatenate(out) if out else np.zeros((0, tree.NUM_OUTPUTS), np.float64)
 
 
 def images_in(folders, progress: bool = True) -> tuple[np.ndarray, list[Path]]:
@@ -76,15 +99,26 @@ def images_in(folders, progress: bool = True) -> tuple[np.ndarray, list[Path]]:
 
 
 def predict_files(model: torch.nn.Module, cfg, paths: list[Path], *, tta: int, device: str = "auto",
-                  batch_size: int = 256, progress: bool = True) -> np.ndarray:
-    """Predictions for image files with a run's settings (`cfg`: a RunConfig): decode once, then `predict`."""
-    from galaxylib.data import build_cache
+                  batch_size: int = PREDICT_BATCH, progress: bool = True) -> np.ndarray:
+    """Predictions for image files with a run's settings (`cfg`: a RunConfig), decoded batch by batch.
+
+    Memory holds a few batches of images and the (N, 37) result; `galaxylib.survey.predict_to_file` writes
+    the rows to a file as they come instead, and resumes.
+    """
+    from galaxylib.data.cache import decode_stream
 
     dev = select_device(device)
-    cache = build_cache(paths, crop=cfg.source_crop, size=cfg.cache_size, progress=progress)
-    return predict(model.to(dev), torch.from_numpy(np.array(cache)), source_crop=cfg.source_crop,
-                   out_size=cfg.img_size, eval_crop=cfg.eval_crop, tta=tta, batch_size=batch_size, device=dev,
-                   amp_dtype=amp_dtype("auto", dev), progress=progress)
+    model.to(dev)
+    decoded = decode_stream(paths, crop=cfg.source_crop, size=cfg.cache_size, batch=batch_size)
+    batches = (torch.from_numpy(x).permute(0, 3, 1, 2) for x, _ in decoded)
+    out = predict_batches(model, batches, source_crop=cfg.source_crop, out_size=cfg.img_size,
+                          eval_crop=cfg.eval_crop, tta=tta, device=dev, amp_dtype=amp_dtype("auto", dev))
+    if progress:
+        from tqdm.auto import tqdm
+
+        out = tqdm(out, total=-(-len(paths) // batch_size), desc=f"predict ({tta} views)", unit="batch")
+    out = list(out)
+    return np.concatenate(out) if out else np.zeros((0, tree.NUM_OUTPUTS), np.float64)
 
 
 def submission_frame(galaxy_ids: Iterable[int], preds: np.ndarray) -> pd.DataFrame:
@@ -92,6 +126,21 @@ def submission_frame(galaxy_ids: Iterable[int], preds: np.ndarray) -> pd.DataFra
     df = pd.DataFrame(np.asarray(preds, np.float64), columns=list(tree.COLUMNS))
     df.insert(0, tree.ID_COLUMN, np.asarray(list(galaxy_ids), np.int64))
     return df
+
+
+def refuse_non_finite(ids, preds: np.ndarray, path: str | Path) -> None:
+    """A UserError naming the first non-finite prediction (the CSV would show it as 'nan' or an empty cell).
+
+    Args:
+        ids: the IDs of the rows of `preds`.
+        preds: (N, 37) predictions.
+        path: the output file, named in the message (nothing is written to it).
+    """
+    bad = ~np.isfinite(preds)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise UserError(f"{path}: {int(bad.sum())} predictions are not finite numbers (e.g. GalaxyID {ids[row]}, "
+                        f"column {tree.COLUMNS[col]}: {preds[row, col]}); nothing was written")
 
 
 def write_submission(galaxy_ids: Iterable[int], preds: np.ndarray, path: str | Path) -> Path:
@@ -105,11 +154,7 @@ def write_submission(galaxy_ids: Iterable[int], preds: np.ndarray, path: str | P
     path = Path(path)
     ids = np.asarray(list(galaxy_ids), np.int64)
     preds = np.asarray(preds, np.float64)
-    bad = ~np.isfinite(preds)
-    if bad.any():  # the CSV would show these as empty cells: name them as what they are
-        row, col = np.argwhere(bad)[0]
-        raise UserError(f"{path}: {int(bad.sum())} predictions are not finite numbers (e.g. GalaxyID {ids[row]}, "
-                        f"column {tree.COLUMNS[col]}: {preds[row, col]}); nothing was written")
+    refuse_non_finite(ids, preds, path)
     df = submission_frame(ids, preds)
     ensure_parent(path)
     with atomic_path(path) as tmp:

@@ -6,7 +6,8 @@ then reads as five stages:
     build          the model, channels_last, DDP / torch.compile, Adam (first: a model that cannot be built
                    stops the run before anything is written)
     prepare_data   read and validate the folders, take the profile's subset, split as the paper did,
-                   decode the images once and put them where training reads them
+                   decode the images once into the on-disk cache, and hold it on the GPU when it fits or
+                   stream it from disk batch by batch (data/store.py: memory bounded by a few batches)
     resume         the last verified checkpoint of an interrupted run of the same config and data, if any
     epochs         augment on the device -> forward -> masked MSE -> backward -> step; validate; checkpoint
     final_scores   the final model's validation scores with TTA, per question, against the mean predictor
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from galaxylib import data as gdata
-from galaxylib import rundir
+from galaxylib import rundir, tree
 from galaxylib.augment import TrainAugment, eval_transform
 from galaxylib.data.store import DeviceData
 from galaxylib.device import amp_dtype, device_name, resolve_precision, select_device, set_float32_matmul
@@ -40,7 +41,7 @@ from galaxylib.errors import TrainingDiverged, UserError
 from galaxylib.experiments import RunConfig
 from galaxylib.metrics import mean_predictor, per_question_rmse, rmse
 from galaxylib.models import build_model, count_parameters
-from galaxylib.predict import predict, write_submission
+from galaxylib.predict import PREDICT_BATCH, predict_batches, write_submission
 
 MIN_TRAIN = 2  # images per process in a training step: batch-norm in training mode needs two values per channel
 
@@ -250,7 +251,7 @@ class Trainer:
                                   progress=self.progress and ddp.is_main)
         if ddp.is_main:
             ddp.barrier()
-        store = DeviceData(cache, data.labels, self.device)
+        store = DeviceData(cache, data.labels, self.device, images_on=cfg.images_on)
         return Prepared(data, train_idx, val_idx, store, gdata.data_source(cfg.data_dirs))
 
     def build(self, prep: Prepared | None = None) -> Built:
@@ -323,10 +324,12 @@ class Trainer:
         """Scores of the final model (the paper submitted its last epoch): plain (the last epoch's validation
         pass) and with TTA, per question, and the mean predictor's; val_predictions.csv."""
         cfg, store = self.cfg, prep.store
-        val_images = store.images[torch.as_tensor(prep.val_idx, device=store.images.device)]
-        preds = predict(built.model, val_images, source_crop=cfg.source_crop, out_size=cfg.img_size,
-                        eval_crop=cfg.eval_crop, tta=cfg.tta, device=self.device, amp_dtype=self.amp,
-                        channels_last=cfg.channels_last)
+        val_t = torch.as_tensor(prep.val_idx, dtype=torch.long)
+        batches = [val_t[s : s + PREDICT_BATCH] for s in range(0, len(val_t), PREDICT_BATCH)]
+        preds = predict_batches(built.model, store.stream(batches), source_crop=cfg.source_crop,
+                                out_size=cfg.img_size, eval_crop=cfg.eval_crop, tta=cfg.tta, device=self.device,
+                                amp_dtype=self.amp, channels_last=cfg.channels_last)
+        preds = np.concatenate(list(preds)) if batches else np.zeros((0, tree.NUM_OUTPUTS))
         labels = prep.data.labels
         truth = labels[prep.val_idx]
         mean_pred = np.broadcast_to(mean_predictor(labels[prep.train_idx]), truth.shape)
@@ -356,13 +359,20 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp)
 
-    def train_epoch(self, built: Built, prep: Prepared, epoch: int) -> float:
-        """One pass over the training galaxies in a seeded random order; returns the epoch's MSE."""
+    def train_epoch(self, built: Built, prep: Prepared, epoch: int, max_steps: int | None = None) -> float:
+        """One pass over the training galaxies in a seeded random order; returns the epoch's MSE.
+
+        max_steps: stop after that many steps (benchmarks time a few steps; a run never sets it)."""
         cfg, ddp, store, model = self.cfg, self.ddp, prep.store, built.train_model
         model.train()
         train_t = torch.as_tensor(prep.train_idx, dtype=torch.long)
         perm = train_t[torch.randperm(len(train_t), generator=epoch_generator(cfg.seed, epoch, 0))]
         aug_gen = epoch_generator(cfg.seed, epoch, 1)
+        # the epoch's batches up front, so that the store can read ahead; a last batch too small to give every
+        # rank two images is folded into the one before (train_batches)
+        spans = train_batches(len(perm), cfg.batch_size, ddp.world_size)[:max_steps]
+        batches = [perm[start:stop] for start, stop in spans]
+        mine = [ddp.rank_slice(len(b)) for b in batches]
         bar = None
         if self.progress and ddp.is_main:
             from tqdm.auto import tqdm
@@ -370,14 +380,13 @@ class Trainer:
             bar = tqdm(total=len(perm), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", leave=False)
         sq_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         count = torch.zeros((), device=self.device, dtype=torch.float64)
-        t0 = time.perf_counter()
-        for step, (start, stop) in enumerate(train_batches(len(perm), cfg.batch_size, ddp.world_size)):
-            batch = perm[start:stop]
+        t0, seen = time.perf_counter(), 0
+        for step, images in enumerate(store.stream([b[m] for b, m in zip(batches, mine, strict=True)])):
+            batch = batches[step]
             params = self.augment.sample(len(batch), aug_gen)  # for the global batch: the same for any world size
-            mine = ddp.rank_slice(len(batch))
-            idx = batch[mine]
+            idx = batch[mine[step]]
             global_count = float(store.counts_host[batch].sum())
-            x = self.augment.apply(store.images_at(idx), {k: v[mine] for k, v in params.items()})
+            x = self.augment.apply(images, {k: v[mine[step]] for k, v in params.items()})
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y, m = store.labels_at(idx)
@@ -391,12 +400,13 @@ class Trainer:
             built.optimizer.step()
             sq_sum += err.detach().sum()
             count += m.sum()
+            seen += len(batch)
             if bar is not None:
                 bar.update(len(batch))
                 if step % 10 == 0:
                     mse = (sq_sum / count.clamp(min=1)).item()  # one sync every 10 steps, for the display only
                     bar.set_postfix(rmse=f"{math.sqrt(max(mse, 0)):.4f}",
-                                    img_s=f"{(start + len(batch)) / (time.perf_counter() - t0):.0f}")
+                                    img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         if bar is not None:
             bar.close()
         totals = ddp.all_reduce(torch.stack([sq_sum, count]))
@@ -410,10 +420,10 @@ class Trainer:
         shard = torch.as_tensor(prep.val_idx, dtype=torch.long)[ddp.rank :: ddp.world_size]
         sq_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         count = torch.zeros((), device=self.device, dtype=torch.float64)
-        batch = max(cfg.batch_size, 256)  # no gradients: larger batches fit
-        for start in range(0, len(shard), batch):
-            idx = shard[start : start + batch]
-            x = eval_transform(store.images_at(idx), source_crop=cfg.source_crop, out_size=cfg.img_size,
+        size = max(cfg.batch_size, PREDICT_BATCH)  # no gradients: larger batches fit
+        batches = [shard[s : s + size] for s in range(0, len(shard), size)]
+        for idx, images in zip(batches, store.stream(batches), strict=True):
+            x = eval_transform(images, source_crop=cfg.source_crop, out_size=cfg.img_size,
                                eval_crop=cfg.eval_crop)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -26,7 +26,7 @@ import pytest
 import torch
 from PIL import Image
 
-from galaxylib import layout, predict, tree
+from galaxylib import layout, survey, tree
 from galaxylib.cli import main
 from galaxylib.train import train_batches
 
@@ -173,7 +173,7 @@ def no_compute(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("predict computed before validating its inputs")
 
-    monkeypatch.setattr(predict, "predict_files", refuse)
+    monkeypatch.setattr(survey, "predict_batches", refuse)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -438,12 +438,13 @@ def test_an_invalid_submission_never_replaces_a_good_file(finished_run, data, go
     shutil.copy(good_submission, out)
     good = out.read_bytes()
 
-    def nan_model(model, cfg, paths, **kwargs):
-        preds = np.full((len(paths), tree.NUM_OUTPUTS), 0.5)
-        preds[3, 7] = np.nan
-        return preds
+    def nan_model(model, batches, **kwargs):
+        for batch in batches:
+            preds = np.full((len(batch), tree.NUM_OUTPUTS), 0.5)
+            preds[min(3, len(batch) - 1), 7] = np.nan
+            yield preds
 
-    monkeypatch.setattr(predict, "predict_files", nan_model)
+    monkeypatch.setattr(survey, "predict_batches", nan_model)
     rc, _, err = cli(capsys, "predict", "--run", finished_run, "--images", data, "--out", out)
     assert rc == 2
     one_line_error(err, str(out), "1 predictions are not finite", f"column {tree.COLUMNS[7]}: nan")
@@ -455,7 +456,8 @@ def test_predictions_outside_0_1_never_replace_a_good_file(finished_run, data, g
                                                              capsys, monkeypatch):  # fmt: skip
     out = tmp_path / "sub.csv"
     shutil.copy(good_submission, out)
-    monkeypatch.setattr(predict, "predict_files", lambda model, cfg, paths, **kw: np.full((len(paths), 37), 1.5))
+    monkeypatch.setattr(survey, "predict_batches",
+                        lambda model, batches, **kw: (np.full((len(b), 37), 1.5) for b in batches))
     rc, _, err = cli(capsys, "predict", "--run", finished_run, "--images", data, "--out", out)
     assert rc == 2 and f"{out}: GalaxyID" in err and "'1.500000' is not a number in [0, 1]" in err
     assert out.read_bytes() == good_submission.read_bytes()
@@ -468,7 +470,7 @@ def test_overlapping_image_folders_are_refused_before_compute(finished_run, data
     shutil.copy(good_submission, out)
     rc, _, err = cli(capsys, "predict", "--run", finished_run, "--images", data, data / layout.TRAIN_IMAGES_DIR,
                      "--out", out)
-    assert rc == 2 and "same GalaxyID also in" in err
+    assert rc == 2 and "images share an ID with another image" in err and "also names" in err
     assert out.read_bytes() == good_submission.read_bytes()
 
 
@@ -925,7 +927,7 @@ def test_predict_refuses_odd_inputs_before_compute(finished_run, data, tmp_path,
         (["--run", tmp_path / "nope", "--images", data], "no such run folder"),
         (["--run", finished_run, "--images", tmp_path / "empty"], "no images"),
         (["--run", finished_run, "--images", tmp_path / "nope"], "no such image folder"),
-        (["--run", finished_run, "--images", bad_image], "123.jpg: GalaxyID 123: cannot be decoded"),
+        (["--run", finished_run, "--images", bad_image], "123.jpg: cannot be decoded"),
     ]  # fmt: skip
     for argv, needle in cases:
         rc, _, err = cli(capsys, "predict", *argv, "--out", out)
