@@ -6,6 +6,7 @@ PROFILE ?= quick
 DATA_DIR ?=
 DEVICE ?= auto
 RETRAIN ?= False
+SEEDS ?=
 
 .PHONY: install test test-fast lint reproduce lab clean-results
 
@@ -31,7 +32,7 @@ lint: $(VENV)/.installed
 
 reproduce: $(VENV)/.installed
 	$(PY) -m galaxylib reproduce --profile $(PROFILE) --device $(DEVICE) --retrain $(RETRAIN) \
-		$(if $(DATA_DIR),--data-dir $(DATA_DIR))
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SEEDS),--seeds $(SEEDS))
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/

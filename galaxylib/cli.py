@@ -46,7 +46,13 @@ def _add_train(sub) -> None:
     p.add_argument("--profile", default="quick", help="paper | quick | smoke (default quick)")
     p.add_argument("--data-dir", nargs="+", type=Path, required=True, dest="data_dirs",
                    help="Kaggle-layout folders (several are combined)")
-    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--out", type=Path, required=True,
+                   help="run folder (with several --seeds: one folder per seed inside it, seed<k>/)")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                   help="training seeds (initialisation, batch order, augmentation; default 1, the paper's); the "
+                        "split stays the paper's whatever the seed")
+    p.add_argument("--holdout", type=int, metavar="N",
+                   help="set N fully labelled galaxies aside (a fixed seeded choice), never trained or validated on")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16")
     p.add_argument("--epochs", type=int)
@@ -102,6 +108,8 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--retrain", default="False", help="True: train every run again instead of reusing it")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results")
     p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="only these notebooks, e.g. 04_paper_tables")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="train every row with seeds 1..N (default: the profile's; quick: 3 for the baseline CNNs)")
     p.set_defaults(func="run_reproduce")
 
 

@@ -32,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 NOTEBOOKS: tuple[str, ...] = (
     "00_data_exploration", "01_baseline", "02_cbam_ablation", "03_foundation_models", "04_paper_tables",
+    "05_results",
 )  # fmt: skip
 SYNTHETIC_SIZE = {"quick": 1500, "smoke": 120}  # galaxies generated when no data folder is given
 SYNTHETIC_SEED = 0
@@ -118,6 +119,10 @@ class Run:
     def label(self) -> str:
         return EXPERIMENTS[self.experiment].label
 
+    @property
+    def seed(self) -> int:
+        return self.cfg.seed
+
     def history(self) -> pd.DataFrame:
         return RunDir(self.run_dir).history()
 
@@ -138,15 +143,17 @@ def weights_available(cfg: RunConfig) -> bool:
 
 
 def plan_run(experiment: str, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
-             device: str = "auto") -> tuple[RunConfig, Path, str]:
+             device: str = "auto", seed: int | None = None) -> tuple[RunConfig, Path, str]:
     """(config, run folder, pretrained label) of an experiment under a profile, without training.
 
     A pretrained experiment whose weights are not on disk runs from random initialisation instead: its
-    config says pretrained=False (so it gets its own run folder) and its label says so.
+    config says pretrained=False (so it gets its own run folder) and its label says so. `seed` is the training
+    seed (default the paper's, 1); the split never depends on it.
     """
     from galaxylib.report import pretrained_label
 
-    cfg = resolve(experiment, profile, device=device, data_dirs=[str(Path(d).resolve()) for d in data_dirs])
+    cfg = resolve(experiment, profile, device=device, data_dirs=[str(Path(d).resolve()) for d in data_dirs],
+                  seed=seed)
     if cfg.pretrained and not weights_available(cfg):
         cfg = cfg.replace(pretrained=False)
     label = pretrained_label(experiment, {"pretrained": cfg.pretrained})
@@ -154,17 +161,18 @@ def plan_run(experiment: str, profile: str, data_dirs: Sequence[str | Path], res
 
 
 def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
-                   device: str = "auto", retrain: bool = False, progress: bool = True) -> Run:
-    """Train an experiment into results/<profile>/runs/<experiment>-<hash>/, or resume or reuse that run."""
+                   device: str = "auto", retrain: bool = False, progress: bool = True, seed: int | None = None) -> Run:
+    """Train an experiment with one training seed (default 1, the paper's) into
+    results/<profile>/runs/<experiment>-seed<k>-<hash>/, or resume or reuse that run."""
     from galaxylib.errors import PretrainedWeightsMissing
     from galaxylib.report import pretrained_label
     from galaxylib.train import train
 
-    cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device)
+    cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device, seed)
     if progress:
         note = "" if label != "no (weights not found)" else " (pretrained weights not found: random init)"
-        print(f"== {experiment}: {EXPERIMENTS[experiment].label}, {profile} profile, {cfg.epochs} epochs at "
-              f"{cfg.img_size} px{note} -> {run_dir}", flush=True)
+        print(f"== {experiment}: {EXPERIMENTS[experiment].label}, {profile} profile, seed {cfg.seed}, {cfg.epochs} "
+              f"epochs at {cfg.img_size} px{note} -> {run_dir}", flush=True)
     finished = RunDir(run_dir).finished_metrics(cfg)
     if finished is not None and not retrain:
         if progress:
@@ -178,6 +186,28 @@ def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | P
         run_dir = run_dir.parent / cfg.run_name()
         metrics = train(cfg, run_dir, progress=progress, retrain=retrain)
     return Run(experiment, cfg, run_dir, metrics, label)
+
+
+def seeds_for(experiment: str, profile: str, seeds: int | None = None) -> tuple[int, ...]:
+    """The training seeds of an experiment: the profile's (Profile.seeds_of), or 1..`seeds` when given."""
+    if seeds is not None:
+        if int(seeds) < 1:
+            raise UserError(f"seeds must be at least 1, got {seeds}")
+        return tuple(range(1, int(seeds) + 1))
+    return get_profile(profile).seeds_of(experiment)
+
+
+def run_seeds(experiment: str, *, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
+              device: str = "auto", retrain: bool = False, progress: bool = True,
+              seeds: int | None = None) -> list[Run]:  # fmt: skip
+    """Every training seed of an experiment (`seeds_for`), each trained, resumed or reused by `run_experiment`.
+
+    All seeds train and are scored on the same galaxies (the split does not depend on the seed); they differ in
+    initialisation, batch order and augmentation.
+    """
+    return [run_experiment(experiment, profile=profile, data_dirs=data_dirs, results_dir=results_dir,
+                           device=device, retrain=retrain, progress=progress, seed=seed)
+            for seed in seeds_for(experiment, profile, seeds)]  # fmt: skip
 
 
 def make_submission(run: Run, data_dirs: Sequence[str | Path], out_path: str | Path, device: str = "auto",
@@ -290,8 +320,9 @@ def run_notebook(name: str, *, parameters: dict, out: Outputs, notebooks_dir: Pa
 def run_notebooks(names: Sequence[str] = NOTEBOOKS, *, profile: str = "quick",
                   data_dirs: Sequence[str | Path] | None = None, device: str = "auto", retrain: bool = False,
                   results_dir: str | Path = "results", notebooks_dir: str | Path | None = None,
-                  stream=None) -> dict[str, float]:
-    """Run the notebooks in order with the same parameters; returns seconds per notebook.
+                  stream=None, seeds: int | None = None) -> dict[str, float]:
+    """Run the notebooks in order with the same parameters; returns seconds per notebook. `seeds`: training seeds
+    per row (default: the profile's, Profile.seeds_of).
 
     Stops at the first failing notebook (NotebookFailed); the rendered notebooks are kept either way.
     """
@@ -303,8 +334,10 @@ def run_notebooks(names: Sequence[str] = NOTEBOOKS, *, profile: str = "quick",
     stream = stream or sys.stdout
     dirs = ensure_data(profile, data_dirs)
     out = outputs(results_dir, profile)
+    if seeds is not None and int(seeds) < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
     parameters = dict(profile=profile, data_dirs=[str(d) for d in dirs], device=device, retrain=bool(retrain),
-                      results_dir=str(Path(results_dir).expanduser().resolve()))  # fmt: skip
+                      results_dir=str(Path(results_dir).expanduser().resolve()), seeds=seeds)  # fmt: skip
     kernel = ensure_kernel()
     echo = _Echo(stream)
     seconds: dict[str, float] = {}
@@ -316,7 +349,7 @@ def run_notebooks(names: Sequence[str] = NOTEBOOKS, *, profile: str = "quick",
             print(f"[{i}/{len(names)}] {name}.ipynb done in {seconds[name]:.0f} s", file=stream, flush=True)
     finally:
         _record(out.root / "reproduce.json", profile=profile, data_dirs=parameters["data_dirs"],
-                device=device, retrain=bool(retrain), seconds=seconds)
+                device=device, retrain=bool(retrain), seeds=seeds, seconds=seconds)
     return seconds
 
 

@@ -7,6 +7,7 @@
     best.pt                the model of the best validation epoch
     metrics.json           the final scores; present only when the run finished
     val_predictions.csv    the final model's validation predictions (TTA), in Kaggle's format
+    val_predictions_1view.csv  the same with one centre view (no TTA)
 
 Every file is written atomically (galaxylib.fileio). Rerunning the same config resumes from last.pt or reuses a
 finished run; a folder that holds another config is refused.
@@ -31,6 +32,7 @@ LAST = "last.pt"
 BEST = "best.pt"
 METRICS = "metrics.json"
 VAL_PREDICTIONS = "val_predictions.csv"
+VAL_PREDICTIONS_1VIEW = "val_predictions_1view.csv"
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_rmse", "val_loss", "val_rmse", "lr", "seconds", "images_per_s",
                    "train_seconds", "val_seconds"]  # fmt: skip
 

@@ -7,14 +7,16 @@ The submodules that need torch (store) are not imported here, so reading and che
 from galaxylib.data.cache import build_cache, default_cache_dir, load_image
 from galaxylib.data.problems import Problem
 from galaxylib.data.read import GalaxyData, data_source, load_folders, load_images, read_labels
-from galaxylib.data.split import paper_split, profile_subset
+from galaxylib.data.split import HOLDOUT_SEED, holdout_split, paper_split, profile_subset
 
 __all__ = [
+    "HOLDOUT_SEED",
     "GalaxyData",
     "Problem",
     "build_cache",
     "data_source",
     "default_cache_dir",
+    "holdout_split",
     "load_folders",
     "load_image",
     "load_images",
