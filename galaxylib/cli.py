@@ -113,7 +113,25 @@ def _add_reproduce(sub) -> None:
     p.set_defaults(func="run_reproduce")
 
 
-COMMANDS = [_add_check_data, _add_synth, _add_info, _add_train, _add_predict, _add_score, _add_reproduce]
+def _add_study(sub) -> None:
+    p = sub.add_parser("study", help="train rows x seeds on given data and write tables only into results/<name>/")
+    p.add_argument("--name", required=True, help="the results folder's name, e.g. sample -> results/sample/")
+    p.add_argument("--experiments", nargs="+", required=True, metavar="EXPERIMENT",
+                   help="the rows, e.g. baseline baseline_cbam")
+    p.add_argument("--data-dir", nargs="+", type=Path, required=True, dest="data_dirs",
+                   help="Kaggle-layout folders (several are combined)")
+    p.add_argument("--profile", default="quick", help="paper | quick | smoke (default quick)")
+    p.add_argument("--holdout", type=int, default=0, metavar="N",
+                   help="set N fully labelled galaxies aside (a fixed seeded choice); score the final models on them")
+    p.add_argument("--seeds", type=int, metavar="N", help="seeds 1..N of every row (default: the profile's)")
+    p.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--retrain", action="store_true", help="train every run again instead of reusing it")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func="run_study")
+
+
+COMMANDS = [_add_check_data, _add_synth, _add_info, _add_train, _add_predict, _add_score, _add_reproduce, _add_study]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for records (study's RESULTS.md)
     try:
         from galaxylib import commands
 

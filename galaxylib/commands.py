@@ -150,3 +150,23 @@ def run_reproduce(args: argparse.Namespace) -> int:
     print(f"  notebooks: {out.notebooks}\n  tables:    {out.tables}\n  figures:   {out.figures}\n"
           f"  runs:      {out.runs}")
     return 0
+
+
+def run_study(args: argparse.Namespace) -> int:
+    import shlex
+
+    from galaxylib.study import run_study as study
+
+    if args.holdout < 0 or (args.seeds is not None and args.seeds < 1):
+        raise UserError("--holdout must be 0 or more and --seeds at least 1")
+    command = "python -m galaxylib " + " ".join(shlex.quote(a) for a in args.argv)
+    result = study(args.name, args.experiments, data_dirs=args.data_dirs, profile=args.profile,
+                   results_dir=args.results_dir, holdout=args.holdout, seeds=args.seeds, device=args.device,
+                   retrain=args.retrain, progress=not args.quiet, command=command)
+    print(f"{result.root}: {len(result.tables)} tables in {result.seconds / 60:.1f} min "
+          f"({', '.join(result.tables)}); see {result.root / 'RESULTS.md'}")
+    if "holdout" in result.tables:
+        for _, row in result.tables["holdout"].iterrows():
+            print(f"  held out: {row['Model']}: RMSE {row['RMSE (TTA)']:.5f} over {row['Seeds']} seeds, "
+                  f"{row['Ratio']:.3f} of the mean predictor's (worst seed {row['Worst seed ratio']:.3f})")
+    return 0

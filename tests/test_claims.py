@@ -80,7 +80,7 @@ def runs(tmp_path_factory, data_dir):
 
 @pytest.fixture(scope="module")
 def evidence(runs, data_dir):
-    return report.collect_evidence(report.run_dirs_of(runs), [data_dir])
+    return report.collect_evidence(runs, [data_dir])
 
 
 def test_evidence_reads_every_seed_in_seed_order_and_the_labels_they_predicted(evidence, data_dir):
@@ -177,3 +177,28 @@ def test_verdict_with_a_direction_or_a_margin_and_its_errors():
         report.verdict(None, 0.0, (-1.0, 1.0))
     with pytest.raises(ValueError, match="outside"):
         report.verdict(-0.001, 0.5, (-1e-3, 1e-3))
+
+
+@pytest.mark.slow
+def test_study_writes_tables_only_with_a_held_out_set_and_its_command(synth_dir, tmp_path, capsys):
+    from galaxylib.cli import main
+
+    assert main(["study", "--name", "demo", "--profile", "smoke", "--experiments", "baseline", "baseline_cbam",
+                 "--holdout", "10", "--seeds", "1", "--data-dir", str(synth_dir), "--results-dir", str(tmp_path),
+                 "--device", "cpu", "--quiet"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "held out: Baseline:" in printed and "of the mean predictor's" in printed
+    root = tmp_path / "demo"
+    names = {p.stem for p in (root / "tables").glob("*.md")}
+    assert {"scores", "claims", "noise_floor", "holdout", "claims_holdout"} <= names
+    assert not list(root.rglob("*.png")) and not (root / "notebooks").exists()  # numbers only
+    held = pd.read_csv(root / "tables" / "holdout_ids.csv")["GalaxyID"]
+    for run in (root / "runs").iterdir():
+        split = pd.read_csv(run / "split.csv")
+        assert not set(held) & set(split["GalaxyID"])  # never trained or validated on
+        assert len(pd.read_csv(run / "holdout_predictions.csv")) == 10
+    holdout = pd.read_csv(root / "tables" / "holdout.csv").set_index("Experiment")
+    assert holdout.loc["baseline", "Held-out galaxies"] == 10 and holdout.loc["baseline", "Ratio"] > 0
+    manifest = (root / "RESULTS.md").read_text()
+    assert "python -m galaxylib study --name demo" in manifest and "profile: smoke" in manifest
+    assert "data: synthetic" in manifest and "| Baseline | 1 |" in manifest

@@ -295,3 +295,29 @@ CLAIMS_RULE = ("Differences are a - b in RMSE (negative: a is better). Verdict: 
                "seeds or fewer the interval understates the seed-to-seed spread (see the SD column of the scores "
                "tables). The paper's numbers are single runs on the Kaggle private leaderboard; ours are on our "
                "validation split.")  # fmt: skip
+
+
+def _numbers(row: pd.Series) -> str:
+    pct = next(c for c in row.index if str(c).endswith("CI low")).replace(" CI low", "")
+    ours = (f"ours {row['Ours difference']:+.5f}, {pct} CI [{row[f'{pct} CI low']:+.5f}, "
+            f"{row[f'{pct} CI high']:+.5f}], {row['Galaxies']} galaxies, seeds {row['Seeds (a/b)']}")  # fmt: skip
+    paper = "" if pd.isna(row["Paper difference"]) else f"; paper {row['Paper difference']:+.5f}"
+    return ours + paper
+
+
+def summarise_claims(table: pd.DataFrame) -> str:
+    """The claims table in words, one Markdown list per verdict: what reproduced, what this scale cannot resolve,
+    what went the other way, and what could not be checked here and why."""
+    heads = {SUPPORTED: "Supported", NOT_RESOLVED: "Not resolved at this scale", CONTRADICTED: "Contradicted",
+             NOT_RUN: "Not run here"}  # fmt: skip
+    parts = []
+    for verdict_name in VERDICTS:
+        rows = table[table["Verdict"] == verdict_name]
+        if rows.empty:
+            continue
+        lines = [f"**{heads[verdict_name]}** ({len(rows)} of {len(table)}):"]
+        for _, row in rows.iterrows():
+            detail = row["Why"] if verdict_name == NOT_RUN else _numbers(row)
+            lines.append(f"- {row['Claim']}: {detail}")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)

@@ -119,12 +119,13 @@ def _read_expected(data_dirs: Sequence[str | Path]) -> pd.DataFrame | None:
     return pd.concat(frames) if frames else None
 
 
-def collect_evidence(run_dirs: Mapping[str, Sequence[str | Path]], data_dirs: Sequence[str | Path], *,
+def collect_evidence(runs: Mapping[str, Sequence], data_dirs: Sequence[str | Path], *,
                      views: Mapping[str, str] = VIEWS) -> Evidence:  # fmt: skip
     """Read every finished run's metrics and predictions, and the labels of the galaxies they predicted.
 
     Args:
-        run_dirs: experiment -> its run folders (one per seed; an empty list is a row that was not run).
+        runs: experiment -> its runs, one per seed: run folders, or anything with a .run_dir (reproduce.Run); an
+            empty list is a row that was not run.
         data_dirs: the data folders the runs trained on (labels, and expected_solutions.csv when synthetic).
         views: view name -> predictions file in each run folder (default: TTA and one view).
 
@@ -132,9 +133,9 @@ def collect_evidence(run_dirs: Mapping[str, Sequence[str | Path]], data_dirs: Se
         The Evidence; runs are sorted by seed.
     """
     rows: dict[str, RowRuns] = {}
-    for experiment, dirs in run_dirs.items():
+    for experiment, seeds in runs.items():
         metrics, preds = [], {v: [] for v in views}
-        for run in map(rundir.RunDir, dirs):
+        for run in (rundir.RunDir(getattr(r, "run_dir", r)) for r in seeds):
             metrics.append(run.metrics())
             for view, name in views.items():
                 if run.file(name).is_file():
@@ -151,9 +152,4 @@ def collect_evidence(run_dirs: Mapping[str, Sequence[str | Path]], data_dirs: Se
         raise UserError(f"GalaxyID {missing} was predicted but has no labels in {', '.join(map(str, data_dirs))}")
     expected = _read_expected(data_dirs)
     return Evidence(rows, labels, None if expected is None else expected.reindex(ids))
-
-
-def run_dirs_of(runs: Mapping[str, Sequence]) -> dict[str, list[Path]]:
-    """experiment -> run folders, from anything with a .run_dir (reproduce.Run) or plain paths."""
-    return {e: [Path(getattr(r, "run_dir", r)) for r in rs] for e, rs in runs.items()}
 
