@@ -34,7 +34,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "00_data_exploration", "01_baseline", "02_cbam_ablation", "03_foundation_models", "04_paper_tables",
     "05_results",
 )  # fmt: skip
-SYNTHETIC_SIZE = {"quick": 1500, "smoke": 120}  # galaxies generated when no data folder is given
+SYNTHETIC_SIZE = {"quick": 1200, "smoke": 120}  # galaxies generated when no data folder is given
 SYNTHETIC_SEED = 0
 KERNEL_NAME = "galaxylib"
 

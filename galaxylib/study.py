@@ -27,6 +27,7 @@ from galaxylib import rundir, tree
 from galaxylib.errors import UserError
 from galaxylib.experiments import EXPERIMENTS, resolve
 
+SAMPLE_RESULTS = Path(__file__).resolve().parents[1] / "results" / "sample"  # what `make sample` commits
 HOLDOUT_PREDICTIONS = "holdout_predictions.csv"
 HOLDOUT_PREDICTIONS_1VIEW = "holdout_predictions_1view.csv"
 HOLDOUT_IDS = "holdout_ids.csv"
@@ -173,6 +174,14 @@ def run_study(name: str, experiments: Sequence[str], *, data_dirs: Sequence[str 
                     configs=configs, evidence=evidence, holdout=holdout, tables=list(tables),
                     device=device_name(select_device(device)), seconds=seconds, line=line, caveat=caveat)  # fmt: skip
     return Study(root, {k: v[0] for k, v in tables.items()}, seconds)
+
+
+def read_tables(root: str | Path = SAMPLE_RESULTS, names: Sequence[str] | None = None) -> dict[str, str]:
+    """The captioned Markdown tables a study wrote (default: the committed results/sample/), by name, in the order
+    of `names` (default: all, sorted); {} when there are none."""
+    folder = Path(root) / "tables"
+    paths = sorted(folder.glob("*.md")) if names is None else [folder / f"{n}.md" for n in names]
+    return {p.stem: p.read_text() for p in paths if p.is_file()}
 
 
 def _write_manifest(path: Path, *, name: str, command: str, dirs: list[Path], data_dirs: Sequence, profile: str,

@@ -27,8 +27,10 @@ from galaxylib.metrics import (
     noise_floor,
     noise_floor_from_labels,
     noise_floor_from_synthetic,
+    rmse,
     seed_summary,
 )
+from galaxylib.report.evidence import ONE_VIEW
 from galaxylib.report.provenance import pretrained_label
 
 PAPER_REFERENCE = Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv"
@@ -187,8 +189,6 @@ def heldout_table(evidence, mean_predictors: Mapping[str, Sequence[np.ndarray]],
         One row per experiment: RMSE with TTA (mean over seeds, sd, interval over galaxies), with one view, the
         mean predictor's, 'Ratio' (ours / mean predictor, mean over seeds) and 'Worst seed ratio', the noise floor.
     """
-    from galaxylib.metrics import rmse
-
     pct = f"{round(level * 100):d}%"
     prov = evidence.provenance()
     rows = []
@@ -198,7 +198,8 @@ def heldout_table(evidence, mean_predictors: Mapping[str, Sequence[np.ndarray]],
         ids = evidence.galaxies([name])
         truth = evidence.truth(ids)
         tta = [rmse(p, truth) for p in evidence.predictions(name, ids)]
-        one = [rmse(p, truth) for p in evidence.predictions(name, ids, "1view")] if evidence.has(name, "1view") else []
+        one = ([rmse(p, truth) for p in evidence.predictions(name, ids, ONE_VIEW)] if evidence.has(name, ONE_VIEW)
+               else [])  # fmt: skip
         reference = [rmse(np.broadcast_to(m, truth.shape), truth) for m in mean_predictors[name]]
         ratios = [a / b for a, b in zip(tta, reference, strict=True)]
         boot = bootstrap_rmse(evidence.predictions(name, ids), truth, n_boot, seed=k, level=level)
@@ -236,8 +237,9 @@ def noise_floor_table(evidence, experiments: Sequence[str] | None = None, n_sim:
         ids = np.asarray(ids)
         labels = evidence.truth(ids)
         full = not np.isnan(labels).any()
-        best = min(members, key=lambda e: np.mean([m["val_rmse_tta"] for m in evidence.rows[e].metrics]))
-        best_rmse = float(np.mean([m["val_rmse_tta"] for m in evidence.rows[best].metrics]))
+        scores = {e: float(np.mean([rmse(p, labels) for p in evidence.predictions(e, ids)])) for e in members}
+        best = min(scores, key=scores.get)
+        best_rmse = scores[best]
         floor = noise_floor(labels)
         row = {
             "Validation set of": ", ".join(EXPERIMENTS[e].label if e in EXPERIMENTS else e for e in members),
