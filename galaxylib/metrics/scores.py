@@ -104,4 +104,7 @@ def score_files(pred_path: str | Path, truth_paths) -> dict[str, float]:
     if len(missing):
         raise UserError(f"{pred_path}: {len(missing)} GalaxyIDs have no label row, e.g. {missing[0]}")
     truth = truth.loc[pred.index]
+    if truth.isna().all(axis=None):
+        raise UserError(f"{pred_path}: nothing to score: the label files hold no values for its "
+                        f"{len(pred)} galaxies")
     return per_question_rmse(pred.to_numpy(np.float64), truth.to_numpy(np.float64))
