@@ -169,15 +169,15 @@ def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | P
     from galaxylib.train import train
 
     cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device, seed)
+    finished = RunDir(run_dir).finished_metrics(cfg)
+    if finished is not None and not retrain:
+        if progress:  # one line: the notebooks that reuse every run stay short
+            print(f"{run_dir.name}: finished run reused (retrain=True trains it again)", flush=True)
+        return Run(experiment, cfg, run_dir, finished, label)
     if progress:
         note = "" if label != "no (weights not found)" else " (pretrained weights not found: random init)"
         print(f"== {experiment}: {EXPERIMENTS[experiment].label}, {profile} profile, seed {cfg.seed}, {cfg.epochs} "
               f"epochs at {cfg.img_size} px{note} -> {run_dir}", flush=True)
-    finished = RunDir(run_dir).finished_metrics(cfg)
-    if finished is not None and not retrain:
-        if progress:
-            print(f"{run_dir.name}: finished run reused (retrain=True trains it again)", flush=True)
-        return Run(experiment, cfg, run_dir, finished, label)
     try:
         metrics = train(cfg, run_dir, progress=progress, retrain=retrain)
     except PretrainedWeightsMissing:  # found on disk by weights_available() but not loadable by the factory
