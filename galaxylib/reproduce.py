@@ -3,7 +3,8 @@
     results/<profile>/notebooks/   the rendered notebooks (a failing one is kept, with its traceback)
     results/<profile>/tables/      CSV (full precision) + Markdown (captioned: data, profile, device)
     results/<profile>/figures/     PNG
-    results/<profile>/runs/<experiment>-<hash>/   training runs (git-ignored), reused or resumed by train()
+    results/<profile>/runs/<experiment>-seed<k>-<hash>/   training runs, one per seed (git-ignored), reused or
+                                                        resumed by train()
 
 The notebooks call back into this module for the parts every one of them needs: which data to use
 (`ensure_data`: the given folders, or a synthetic Galaxy Zoo generated once into the cache) and which run

@@ -215,10 +215,10 @@ Command (from the repository root):
   (label files: {', '.join(f"{f.name} sha256 {_sha256(f)}" for f in label_files)}).
 - Held out: {holdout} fully labelled galaxies{f" (GalaxyIDs in tables/{HOLDOUT_IDS})" if holdout else ""}, never
   trained, validated or selected on; scored once by each run's final model.
-- Profile: {profile}; machine: {device}; {seconds / 60:.0f} min in all (training, held-out predictions, bootstraps),
-  on a CPU shared with other jobs.
+- Profile: {profile}; machine: {device}. This call took {seconds / 60:.1f} min (runs already finished are reused,
+  not trained again). The training seconds below were measured on a CPU shared with other jobs: not a benchmark.
 
-| row | seeds | epochs | px | train galaxies | val galaxies | s per run |
+| row | seeds | epochs | px | train galaxies | val galaxies | training s per run |
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
