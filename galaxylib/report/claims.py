@@ -293,8 +293,8 @@ CLAIMS_RULE = ("Differences are a - b in RMSE (negative: a is better). Verdict: 
                "excludes 0 on the other side, not resolved at this scale if it contains 0 or the rows share fewer "
                f"than {MIN_GALAXIES} galaxies; not run here: a row is missing or not the paper's setting. With 3 "
                "seeds or fewer the interval understates the seed-to-seed spread (see the SD column of the scores "
-               "tables). The paper's numbers are single runs on the Kaggle private leaderboard; ours are on our "
-               "validation split.")  # fmt: skip
+               "tables). The paper's numbers are single runs on the Kaggle private leaderboard; ours are on the "
+               "galaxies this caption names.")  # fmt: skip
 
 
 def _numbers(row: pd.Series) -> str:
