@@ -6,8 +6,9 @@ PROFILE ?= quick
 DATA_DIR ?=
 DEVICE ?= auto
 RETRAIN ?= False
+SEEDS ?=
 
-.PHONY: install test test-fast lint reproduce lab clean-results
+.PHONY: install test test-fast lint reproduce sample lab clean-results
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +32,14 @@ lint: $(VENV)/.installed
 
 reproduce: $(VENV)/.installed
 	$(PY) -m galaxylib reproduce --profile $(PROFILE) --device $(DEVICE) --retrain $(RETRAIN) \
-		$(if $(DATA_DIR),--data-dir $(DATA_DIR))
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SEEDS),--seeds $(SEEDS))
+
+# the baseline and CBAM, 3 seeds each, on the real Kaggle sample (100 fully labelled galaxies held out): tables
+# only, into results/sample/ (no figures: the Kaggle pixels stay out of the repository)
+SAMPLE_DIR ?= ../shared/data/gz_sample
+sample: $(VENV)/.installed
+	$(PY) -m galaxylib study --name sample --profile quick --experiments baseline baseline_cbam --holdout 100 \
+		--device $(DEVICE) --data-dir $(SAMPLE_DIR) $(SAMPLE_DIR)/extra_partial
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/

@@ -90,7 +90,13 @@ def _add_train(sub) -> None:
     p.add_argument("--profile", default="quick", help="paper | quick | smoke (default quick)")
     p.add_argument("--data-dir", nargs="+", type=Path, required=True, dest="data_dirs",
                    help="Kaggle-layout folders (several are combined)")
-    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--out", type=Path, required=True,
+                   help="run folder (with several --seeds: one folder per seed inside it, seed<k>/)")
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", metavar="SEED",
+                   help="training seeds (initialisation, batch order, augmentation; default 1, the paper's); the "
+                        "split stays the paper's whatever the seed")
+    p.add_argument("--holdout", type=non_negative_int, metavar="N",
+                   help="set N fully labelled galaxies aside (a fixed seeded choice), never trained or validated on")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "tf32", "bf16"],
                    help="auto: bf16 on CUDA, fp32 on the CPU; fp32: PyTorch's default arithmetic, the paper's; "
@@ -172,10 +178,30 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--allow-random-init", action="store_true", default=None,
                    help="train pretrained models from random weights when their weights are missing (quick and "
                    "smoke do; the paper profile otherwise stops before any training)")
+    p.add_argument("--seeds", type=positive_int, metavar="N",
+                   help="train every row with seeds 1..N (default: the profile's; quick: 3 for the baseline CNNs)")
     p.set_defaults(func="run_reproduce")
 
 
-COMMANDS = [_add_check_data, _add_synth, _add_info, _add_train, _add_predict, _add_score, _add_reproduce]
+def _add_study(sub) -> None:
+    p = sub.add_parser("study", help="train rows x seeds on given data and write tables only into results/<name>/")
+    p.add_argument("--name", required=True, help="the results folder's name, e.g. sample -> results/sample/")
+    p.add_argument("--experiments", nargs="+", required=True, metavar="EXPERIMENT",
+                   help="the rows, e.g. baseline baseline_cbam")
+    p.add_argument("--data-dir", nargs="+", type=Path, required=True, dest="data_dirs",
+                   help="Kaggle-layout folders (several are combined)")
+    p.add_argument("--profile", default="quick", help="paper | quick | smoke (default quick)")
+    p.add_argument("--holdout", type=non_negative_int, default=0, metavar="N",
+                   help="set N fully labelled galaxies aside (a fixed seeded choice); score the final models on them")
+    p.add_argument("--seeds", type=positive_int, metavar="N", help="seeds 1..N of every row (default: the profile's)")
+    p.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--retrain", action="store_true", help="train every run again instead of reusing it")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func="run_study")
+
+
+COMMANDS = [_add_check_data, _add_synth, _add_info, _add_train, _add_predict, _add_score, _add_reproduce, _add_study]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for records (RESULTS.md)
         from galaxylib import commands
 
         return int(getattr(commands, args.func)(args) or 0)

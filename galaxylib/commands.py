@@ -38,13 +38,16 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from galaxylib.experiments import EXPERIMENTS, resolve
+    from galaxylib.experiments import EXPERIMENTS, get_profile, resolve
     from galaxylib.models import build_model, count_parameters
 
     cfg = resolve(args.experiment, args.profile)
     exp = EXPERIMENTS[args.experiment]
-    model = build_model(cfg.model, img_size=cfg.img_size, pretrained=False, head=cfg.head)
-    print(f"{exp.name}: {exp.label} (paper Table {exp.table})")
+    seeds = get_profile(args.profile).seeds_of(args.experiment)
+    model = build_model(cfg.model, img_size=cfg.img_size, pretrained=False, head=cfg.head,
+                        tree_output=cfg.tree_output)
+    where = "an ablation, not in the paper's tables" if exp.table == "ablation" else f"paper Table {exp.table}"
+    print(f"{exp.name}: {exp.label} ({where})")
     print(f"  parameters     {count_parameters(model):,} at {cfg.img_size} px")
     spec = exp.spec
     if exp.pretrained:
@@ -52,6 +55,8 @@ def run_info(args: argparse.Namespace) -> int:
               f"{spec.paper_source})")
     else:
         print(f"  pretrained     no (random initialisation, as the paper: {spec.paper_source})")
+    print(f"  seeds          {len(seeds)} ({', '.join(map(str, seeds))}) in the {args.profile} profile; the split "
+          f"(split_seed {cfg.split_seed}) is the same for every seed")
     for key, value in cfg.to_dict().items():
         if key not in ("data_dirs", "world_size"):
             print(f"  {key:<14} {value}")
@@ -60,24 +65,36 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from galaxylib.experiments import resolve
+    from galaxylib.metrics import seed_summary
     from galaxylib.train import train
 
     for d in args.data_dirs:
         if not d.is_dir():
             raise UserError(f"{d}: no such data folder")
-    cfg = resolve(args.experiment, args.profile, device=args.device, precision=args.precision,
-                  epochs=args.epochs, batch_size=args.batch_size, max_images=args.max_images,
-                  img_size=args.img_size, lr=args.lr, tta=args.tta, pretrained=args.pretrained,
-                  weights_file=str(args.weights_file) if args.weights_file else None, head=args.head,
-                  tree_output=args.tree_output, compile=args.compile, channels_last=args.channels_last,
-                  images_on=args.images_on,
-                  data_dirs=[str(d.resolve()) for d in args.data_dirs])
-    metrics = train(cfg, args.out, progress=not args.quiet, retrain=args.retrain,
-                    sync_batchnorm=args.sync_batchnorm, stop_after_epochs=args.stop_after_epochs)
-    if not metrics.get("finished", True) or int(os.environ.get("RANK", "0")) != 0:
-        return 0
-    print(f"{args.out}: val RMSE {metrics['val_rmse']:.5f} (with {metrics['tta_views']} TTA views "
-          f"{metrics['val_rmse_tta']:.5f}); mean predictor {metrics['mean_predictor_rmse']:.5f}")
+    seeds = args.seeds or [None]
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds lists a seed twice: {' '.join(map(str, args.seeds))}")
+    finished = []
+    for seed in seeds:
+        cfg = resolve(args.experiment, args.profile, device=args.device, precision=args.precision,
+                      epochs=args.epochs, batch_size=args.batch_size, max_images=args.max_images,
+                      img_size=args.img_size, lr=args.lr, tta=args.tta, pretrained=args.pretrained,
+                      weights_file=str(args.weights_file) if args.weights_file else None, head=args.head,
+                      tree_output=args.tree_output, compile=args.compile, channels_last=args.channels_last,
+                      images_on=args.images_on, data_dirs=[str(d.resolve()) for d in args.data_dirs], seed=seed,
+                      holdout=args.holdout)
+        out = args.out / f"seed{cfg.seed}" if len(seeds) > 1 else args.out
+        metrics = train(cfg, out, progress=not args.quiet, retrain=args.retrain,
+                        sync_batchnorm=args.sync_batchnorm, stop_after_epochs=args.stop_after_epochs)
+        if not metrics.get("finished", True) or int(os.environ.get("RANK", "0")) != 0:
+            continue
+        finished.append(metrics)
+        print(f"{out}: seed {cfg.seed}: val RMSE {metrics['val_rmse']:.5f} (with {metrics['tta_views']} TTA views "
+              f"{metrics['val_rmse_tta']:.5f}); mean predictor {metrics['mean_predictor_rmse']:.5f}; label-noise "
+              f"floor {metrics['noise_floor']:.5f}")
+    if len(finished) > 1:
+        print(f"{args.out}: val RMSE (TTA) over {len(finished)} seeds: "
+              f"{seed_summary([m['val_rmse_tta'] for m in finished])}")
     return 0
 
 
@@ -155,10 +172,29 @@ def run_reproduce(args: argparse.Namespace) -> int:
     names = [Path(n).stem for n in names]  # accept '01_baseline.ipynb' too
     seconds = reproduce.run_notebooks(names, profile=args.profile, data_dirs=args.data_dirs, device=args.device,
                                       retrain=reproduce.parse_bool(args.retrain), results_dir=args.results_dir,
-                                      allow_random_init=args.allow_random_init)
+                                      allow_random_init=args.allow_random_init,
+                                      seeds=args.seeds)
     out = reproduce.outputs(args.results_dir, args.profile)
     total = time.perf_counter() - start
     print(f"done in {total:.0f} s ({', '.join(f'{n} {s:.0f} s' for n, s in seconds.items())})")
     print(f"  notebooks: {out.notebooks}\n  tables:    {out.tables}\n  figures:   {out.figures}\n"
           f"  runs:      {out.runs}")
+    return 0
+
+
+def run_study(args: argparse.Namespace) -> int:
+    import shlex
+
+    from galaxylib.study import run_study as study
+
+    command = "python -m galaxylib " + " ".join(shlex.quote(a) for a in args.argv)
+    result = study(args.name, args.experiments, data_dirs=args.data_dirs, profile=args.profile,
+                   results_dir=args.results_dir, holdout=args.holdout, seeds=args.seeds, device=args.device,
+                   retrain=args.retrain, progress=not args.quiet, command=command)
+    print(f"{result.root}: {len(result.tables)} tables in {result.seconds / 60:.1f} min "
+          f"({', '.join(result.tables)}); see {result.root / 'RESULTS.md'}")
+    if "holdout" in result.tables:
+        for _, row in result.tables["holdout"].iterrows():
+            print(f"  held out: {row['Model']}: RMSE {row['RMSE (TTA)']:.5f} over {row['Seeds']} seeds, "
+                  f"{row['Ratio']:.3f} of the mean predictor's (worst seed {row['Worst seed ratio']:.3f})")
     return 0

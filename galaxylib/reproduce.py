@@ -3,7 +3,8 @@
     results/<profile>/notebooks/   the rendered notebooks (a failing one is kept, with its traceback)
     results/<profile>/tables/      CSV (full precision) + Markdown (captioned: data, profile, device)
     results/<profile>/figures/     PNG
-    results/<profile>/runs/<experiment>-<hash>/   training runs (git-ignored), reused or resumed by train()
+    results/<profile>/runs/<experiment>-seed<k>-<hash>/   training runs, one per seed (git-ignored), reused or
+                                                        resumed by train()
 
 The notebooks call back into this module for the parts every one of them needs: which data to use
 (`ensure_data`: the given folders, or a synthetic Galaxy Zoo generated once into the cache) and which run
@@ -32,9 +33,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 NOTEBOOKS: tuple[str, ...] = (
     "00_data_exploration", "01_baseline", "02_cbam_ablation", "03_foundation_models", "04_paper_tables",
+    "05_results",
 )  # fmt: skip
 BASELINE_NOTEBOOKS = ("00_data_exploration", "01_baseline", "02_cbam_ablation")  # train no pretrained model
-SYNTHETIC_SIZE = {"quick": 1500, "smoke": 120}  # galaxies generated when no data folder is given
+SYNTHETIC_SIZE = {"quick": 1200, "smoke": 120}  # galaxies generated when no data folder is given
 SYNTHETIC_SEED = 0
 KERNEL_NAME = "galaxylib"
 
@@ -119,6 +121,10 @@ class Run:
     def label(self) -> str:
         return EXPERIMENTS[self.experiment].label
 
+    @property
+    def seed(self) -> int:
+        return self.cfg.seed
+
     def history(self) -> pd.DataFrame:
         return RunDir(self.run_dir).history()
 
@@ -166,16 +172,19 @@ def check_pretrained_weights(experiments: Sequence[str], profile: str) -> None:
 
 
 def plan_run(experiment: str, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
-             device: str = "auto", allow_random_init: bool | None = None) -> tuple[RunConfig, Path, str]:
+             device: str = "auto", allow_random_init: bool | None = None,
+             seed: int | None = None) -> tuple[RunConfig, Path, str]:
     """(config, run folder, pretrained label) of an experiment under a profile, without training.
 
     A pretrained experiment whose weights are not on disk stops with PretrainedWeightsMissing, unless random
     initialisation is allowed (`random_init_allowed`): then its config says pretrained=False (so it gets its own
-    run folder) and its label says so.
+    run folder) and its label says so. `seed` is the training seed (default the paper's, 1); the split never
+    depends on it.
     """
     from galaxylib.report import pretrained_label
 
-    cfg = resolve(experiment, profile, device=device, data_dirs=[str(Path(d).resolve()) for d in data_dirs])
+    cfg = resolve(experiment, profile, device=device, data_dirs=[str(Path(d).resolve()) for d in data_dirs],
+                  seed=seed)
     if cfg.pretrained and not weights_available(cfg):
         if not random_init_allowed(profile, allow_random_init):
             check_pretrained_weights([experiment], profile)
@@ -186,26 +195,50 @@ def plan_run(experiment: str, profile: str, data_dirs: Sequence[str | Path], res
 
 def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
                    device: str = "auto", retrain: bool = False, progress: bool = True,
-                   allow_random_init: bool | None = None) -> Run:
-    """Train an experiment into results/<profile>/runs/<experiment>-<hash>/, or resume or reuse that run.
+                   allow_random_init: bool | None = None, seed: int | None = None) -> Run:
+    """Train an experiment with one training seed (default 1, the paper's) into
+    results/<profile>/runs/<experiment>-seed<k>-<hash>/, or resume or reuse that run.
 
     Missing pretrained weights stop it (PretrainedWeightsMissing) unless random initialisation is allowed by the
     profile (quick, smoke) or by `allow_random_init`.
     """
     from galaxylib.train import fingerprint_data, train
 
-    cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device, allow_random_init)
-    if progress:
-        note = "" if label != "no (weights not found)" else " (pretrained weights not found: random init)"
-        print(f"== {experiment}: {EXPERIMENTS[experiment].label}, {profile} profile, {cfg.epochs} epochs at "
-              f"{cfg.img_size} px{note} -> {run_dir}", flush=True)
+    cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device, allow_random_init, seed)
     finished = None if retrain else RunDir(run_dir).finished_metrics(cfg, fingerprint_data(cfg))
     if finished is not None:
-        if progress:
+        if progress:  # one line: the notebooks that reuse every run stay short
             print(f"{run_dir.name}: finished run reused (retrain=True trains it again)", flush=True)
         return Run(experiment, cfg, run_dir, finished, label)
+    if progress:
+        note = "" if label != "no (weights not found)" else " (pretrained weights not found: random init)"
+        print(f"== {experiment}: {EXPERIMENTS[experiment].label}, {profile} profile, seed {cfg.seed}, {cfg.epochs} "
+              f"epochs at {cfg.img_size} px{note} -> {run_dir}", flush=True)
     metrics = train(cfg, run_dir, progress=progress, retrain=retrain)
     return Run(experiment, cfg, run_dir, metrics, label)
+
+
+def seeds_for(experiment: str, profile: str, seeds: int | None = None) -> tuple[int, ...]:
+    """The training seeds of an experiment: the profile's (Profile.seeds_of), or 1..`seeds` when given."""
+    if seeds is not None:
+        if int(seeds) < 1:
+            raise UserError(f"seeds must be at least 1, got {seeds}")
+        return tuple(range(1, int(seeds) + 1))
+    return get_profile(profile).seeds_of(experiment)
+
+
+def run_seeds(experiment: str, *, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
+              device: str = "auto", retrain: bool = False, progress: bool = True,
+              seeds: int | None = None, allow_random_init: bool | None = None) -> list[Run]:  # fmt: skip
+    """Every training seed of an experiment (`seeds_for`), each trained, resumed or reused by `run_experiment`.
+
+    All seeds train and are scored on the same galaxies (the split does not depend on the seed); they differ in
+    initialisation, batch order and augmentation.
+    """
+    return [run_experiment(experiment, profile=profile, data_dirs=data_dirs, results_dir=results_dir,
+                           device=device, retrain=retrain, progress=progress, seed=seed,
+                           allow_random_init=allow_random_init)
+            for seed in seeds_for(experiment, profile, seeds)]  # fmt: skip
 
 
 def make_submission(run: Run, data_dirs: Sequence[str | Path], out_path: str | Path, device: str = "auto",
@@ -318,8 +351,9 @@ def run_notebook(name: str, *, parameters: dict, out: Outputs, notebooks_dir: Pa
 def run_notebooks(names: Sequence[str] = NOTEBOOKS, *, profile: str = "quick",
                   data_dirs: Sequence[str | Path] | None = None, device: str = "auto", retrain: bool = False,
                   results_dir: str | Path = "results", notebooks_dir: str | Path | None = None,
-                  allow_random_init: bool | None = None, stream=None) -> dict[str, float]:
-    """Run the notebooks in order with the same parameters; returns seconds per notebook.
+                  allow_random_init: bool | None = None, stream=None, seeds: int | None = None) -> dict[str, float]:
+    """Run the notebooks in order with the same parameters; returns seconds per notebook. `seeds`: training seeds
+    per row (default: the profile's, Profile.seeds_of).
 
     Before anything runs, a profile that needs pretrained weights checks that they are all on disk (the paper
     profile stops, naming the files, unless `allow_random_init`). Stops at the first failing notebook
@@ -335,9 +369,11 @@ def run_notebooks(names: Sequence[str] = NOTEBOOKS, *, profile: str = "quick",
     if not random_init_allowed(profile, allow_random_init) and set(names) - set(BASELINE_NOTEBOOKS):
         check_pretrained_weights([e for e in FOUNDATION if EXPERIMENTS[e].pretrained], profile)
     out = outputs(results_dir, profile)
+    if seeds is not None and int(seeds) < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
     parameters = dict(profile=profile, data_dirs=[str(d) for d in dirs], device=device, retrain=bool(retrain),
                       results_dir=str(Path(results_dir).expanduser().resolve()),
-                      allow_random_init=allow_random_init)  # fmt: skip
+                      allow_random_init=allow_random_init, seeds=seeds)  # fmt: skip
     kernel = ensure_kernel()
     echo = _Echo(stream)
     seconds: dict[str, float] = {}
@@ -349,7 +385,7 @@ def run_notebooks(names: Sequence[str] = NOTEBOOKS, *, profile: str = "quick",
             print(f"[{i}/{len(names)}] {name}.ipynb done in {seconds[name]:.0f} s", file=stream, flush=True)
     finally:
         _record(out.root / "reproduce.json", profile=profile, data_dirs=parameters["data_dirs"],
-                device=device, retrain=bool(retrain), seconds=seconds)
+                device=device, retrain=bool(retrain), seeds=seeds, seconds=seconds)
     return seconds
 
 

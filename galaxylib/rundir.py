@@ -9,6 +9,7 @@
     *.pt.sha256            each checkpoint's sha256, written after it (`sha256sum -c last.pt.sha256` checks it)
     metrics.json           the final scores; present only when the run finished
     val_predictions.csv    the final model's validation predictions (TTA), in Kaggle's format
+    val_predictions_1view.csv  the same with one centre view (no TTA)
     lock                   present while a training writes here (pid and host of the writer)
 
 The guarantees:
@@ -54,6 +55,7 @@ VAL_PREDICTIONS = "val_predictions.csv"
 LOCK = "lock"
 CHECKSUM_SUFFIX = ".sha256"
 FINGERPRINT_KEY = "data_fingerprint"
+VAL_PREDICTIONS_1VIEW = "val_predictions_1view.csv"
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_rmse", "val_loss", "val_rmse", "lr", "seconds", "images_per_s",
                    "train_seconds", "val_seconds"]  # fmt: skip
 RESUME_KEYS = ("model", "optimizer", "epoch", "history", "best", "config")

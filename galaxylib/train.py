@@ -39,7 +39,7 @@ from galaxylib.device import amp_dtype, device_name, resolve_precision, select_d
 from galaxylib.distributed import init_distributed
 from galaxylib.errors import TrainingDiverged, UserError
 from galaxylib.experiments import RunConfig
-from galaxylib.metrics import mean_predictor, per_question_rmse, rmse
+from galaxylib.metrics import VOTES, mean_predictor, noise_floor, per_question_rmse, rmse
 from galaxylib.models import build_model, count_parameters
 from galaxylib.predict import PREDICT_BATCH, predict_batches, write_submission
 
@@ -79,19 +79,22 @@ class Built:
 
 
 def prepare_data(cfg: RunConfig, progress: bool = True) -> tuple[gdata.GalaxyData, np.ndarray, np.ndarray]:
-    """Load and validate the folders, take the profile's subset, split as the paper did.
+    """Load and validate the folders, set the held-out galaxies aside, take the profile's subset, split as the
+    paper did. The subset and the split depend on cfg.split_seed only, never on the training seed.
 
     Args:
-        cfg: the run's settings (data_dirs, max_images, seed).
+        cfg: the run's settings (data_dirs, holdout, max_images, split_seed).
         progress: a progress bar while the images are checked.
 
     Returns:
         (galaxies, train indices, validation indices), indices sorted.
     """
     data = read_folders(cfg, progress=progress)
-    data = gdata.profile_subset(data, cfg.max_images, cfg.seed)
+    data, _ = gdata.holdout_split(data, cfg.holdout)
+    data = gdata.profile_subset(data, cfg.max_images, cfg.split_seed)
     need = MIN_TRAIN * max(1, cfg.world_size)
-    train_idx, val_idx = gdata.paper_split(data, test_size=0.1, seed=cfg.seed) if len(data) > 1 else ([], [])
+    split = gdata.paper_split(data, test_size=0.1, seed=cfg.split_seed) if len(data) > 1 else ([], [])
+    train_idx, val_idx = split
     if len(train_idx) < need or len(val_idx) < 1:
         cap = f" (--max-images {cfg.max_images})" if cfg.max_images and cfg.max_images <= len(data) else ""
         raise UserError(f"{', '.join(cfg.data_dirs)}: {len(data)} labelled galaxies{cap} are too few: training "
@@ -322,19 +325,27 @@ class Trainer:
 
     def final_scores(self, prep: Prepared, built: Built, history: list[dict], best: dict) -> dict:
         """Scores of the final model (the paper submitted its last epoch): plain (the last epoch's validation
-        pass) and with TTA, per question, and the mean predictor's; val_predictions.csv."""
+        pass) and with TTA, per question, the mean predictor's and the labels' noise floor; the per-galaxy
+        predictions with TTA (val_predictions.csv) and with one view (val_predictions_1view.csv), which the
+        bootstrap intervals and the TTA comparison are computed from."""
         cfg, store = self.cfg, prep.store
         val_t = torch.as_tensor(prep.val_idx, dtype=torch.long)
         batches = [val_t[s : s + PREDICT_BATCH] for s in range(0, len(val_t), PREDICT_BATCH)]
-        preds = predict_batches(built.model, store.stream(batches), source_crop=cfg.source_crop,
-                                out_size=cfg.img_size, eval_crop=cfg.eval_crop, tta=cfg.tta, device=self.device,
-                                amp_dtype=self.amp, channels_last=cfg.channels_last)
-        preds = np.concatenate(list(preds)) if batches else np.zeros((0, tree.NUM_OUTPUTS))
+        geometry = dict(source_crop=cfg.source_crop, out_size=cfg.img_size, eval_crop=cfg.eval_crop,
+                        device=self.device, amp_dtype=self.amp, channels_last=cfg.channels_last)
+
+        def predicted(tta: int) -> np.ndarray:
+            out = list(predict_batches(built.model, store.stream(batches), tta=tta, **geometry))
+            return np.concatenate(out) if out else np.zeros((0, tree.NUM_OUTPUTS))
+
+        preds, one_view = predicted(cfg.tta), predicted(1)
         labels = prep.data.labels
         truth = labels[prep.val_idx]
         mean_pred = np.broadcast_to(mean_predictor(labels[prep.train_idx]), truth.shape)
         if self.ddp.is_main:
-            write_submission(prep.data.ids[prep.val_idx], preds, self.run.file(rundir.VAL_PREDICTIONS))
+            val_ids = prep.data.ids[prep.val_idx]
+            write_submission(val_ids, preds, self.run.file(rundir.VAL_PREDICTIONS))
+            write_submission(val_ids, one_view, self.run.file(rundir.VAL_PREDICTIONS_1VIEW))
         seconds = [h["seconds"] for h in history]
         return {
             "experiment": cfg.experiment, "profile": cfg.profile, "run_name": cfg.run_name(),
@@ -342,9 +353,12 @@ class Trainer:
             "labelled_columns": int((~np.isnan(truth)).any(0).sum()),
             "pretrained": cfg.pretrained, "parameters": built.n_params,
             "epochs": cfg.epochs, "img_size": cfg.img_size,
+            "seed": cfg.seed, "split_seed": cfg.split_seed, "holdout": cfg.holdout,
             "val_rmse": history[-1]["val_rmse"], "val_rmse_tta": rmse(preds, truth),
+            "val_rmse_1view": rmse(one_view, truth),
             "tta_views": cfg.tta, "best_val_rmse": best["val_rmse"], "best_epoch": best["epoch"],
             "mean_predictor_rmse": rmse(mean_pred, truth),
+            "noise_floor": noise_floor(truth).rmse, "noise_floor_votes": VOTES,
             "per_question_rmse_tta": per_question_rmse(preds, truth),
             "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
             "total_seconds": float(np.sum(seconds)),

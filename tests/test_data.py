@@ -546,3 +546,33 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert data.default_cache_dir() == tmp_path / "x"
     monkeypatch.delenv("GALAXYLIB_CACHE_DIR")
     assert data.default_cache_dir() == Path.home() / ".cache" / "galaxylib"
+
+
+def test_profile_subset_takes_fully_labelled_galaxies_first_and_is_the_plain_choice_otherwise():
+    rng = np.random.default_rng(0)
+    labels = rng.uniform(size=(50, 37)).astype(np.float32)
+    ids = np.arange(1, 51)
+    full = data.GalaxyData(ids, [Path(f"{i}.jpg") for i in ids], labels)
+    plain = np.sort(np.random.default_rng(1).permutation(50)[:20])
+    assert data.profile_subset(full, 20, 1).ids.tolist() == ids[plain].tolist()
+    partial = labels.copy()
+    partial[10:, 5:] = np.nan  # only the first 10 galaxies carry every column
+    mixed = data.GalaxyData(ids, full.image_paths, partial)
+    chosen = data.profile_subset(mixed, 20, 1)
+    assert set(range(1, 11)) <= set(chosen.ids.tolist()) and len(chosen) == 20
+
+
+def test_holdout_split_is_a_fixed_choice_of_fully_labelled_galaxies():
+    labels = np.random.default_rng(0).uniform(size=(40, 37)).astype(np.float32)
+    labels[::2, 20:] = np.nan  # every other galaxy is partial
+    ids = np.arange(101, 141)
+    galaxies = data.GalaxyData(ids, [Path(f"{i}.jpg") for i in ids], labels)
+    rest, held = data.holdout_split(galaxies, 5)
+    assert len(held) == 5 and len(rest) == 35 and not set(held.ids) & set(rest.ids)
+    assert not np.isnan(held.labels).any()  # all 37 columns
+    full_ids = ids[1::2]
+    expected = np.sort(full_ids[np.random.default_rng(data.HOLDOUT_SEED).permutation(len(full_ids))[:5]])
+    assert held.ids.tolist() == expected.tolist()
+    assert data.holdout_split(galaxies, 0)[0] is galaxies
+    with pytest.raises(DataError, match="cannot hold out 20"):
+        data.holdout_split(galaxies, 20)

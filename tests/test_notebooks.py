@@ -8,16 +8,17 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 
 from galaxylib import cli, reproduce
 from galaxylib.errors import PretrainedWeightsMissing, UserError
-from galaxylib.experiments import EXPERIMENTS, resolve
+from galaxylib.experiments import EXPERIMENTS, PROFILES, TABLE_II, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-COMMON_PARAMETERS = {"profile", "data_dirs", "device", "retrain", "results_dir"}
+COMMON_PARAMETERS = {"profile", "data_dirs", "device", "retrain", "results_dir", "seeds"}
 
 
 def _parameters_cell(nb) -> nbformat.NotebookNode:
@@ -157,6 +158,9 @@ def test_smoke_reproduce_renders_every_notebook_with_tables_and_figures(smoke):
         "table2",
         "per_question_rmse",
         "paper_reference",
+        "scores",
+        "claims",
+        "noise_floor",
     ):
         assert (out / "tables" / f"{table}.csv").is_file() and (out / "tables" / f"{table}.md").is_file()
     for figure in (
@@ -176,31 +180,54 @@ def test_smoke_reproduce_renders_every_notebook_with_tables_and_figures(smoke):
     assert list(summary["seconds"]) == list(reproduce.NOTEBOOKS)
 
 
+def _runs_of(out, row) -> list[dict]:
+    return [json.loads((out / "runs" / name / "metrics.json").read_text()) for name in row["Run"].split(", ")]
+
+
 @pytest.mark.slow
-def test_smoke_tables_are_the_runs_metrics(smoke):
+def test_smoke_tables_are_the_runs_metrics_over_their_seeds(smoke):
     rc, out = smoke
     assert rc == 0
     table2 = pd.read_csv(out / "tables" / "table2.csv")
-    assert list(table2["Experiment"]) == list(EXPERIMENTS)
+    assert list(table2["Experiment"]) == list(TABLE_II)
     for _, row in table2.iterrows():
-        metrics = json.loads((out / "runs" / row["Run"] / "metrics.json").read_text())
-        assert metrics["experiment"] == row["Experiment"]
-        for column, key in (
-            ("Val RMSE (TTA)", "val_rmse_tta"),
-            ("Val RMSE", "val_rmse"),
-            ("s / epoch", "seconds_per_epoch"),
-            ("Epochs", "epochs"),
-            ("Image px", "img_size"),
-        ):
+        seeds = _runs_of(out, row)
+        assert [m["seed"] for m in seeds] == list(PROFILES["smoke"].seeds_of(row["Experiment"]))
+        assert row["Seeds"] == len(seeds)
+        assert {m["experiment"] for m in seeds} == {row["Experiment"]}
+        metrics = seeds[0]
+        for column, key in (("Val RMSE (TTA)", "val_rmse_tta"), ("Val RMSE", "val_rmse")):
+            mean = np.mean([m[key] for m in seeds])
+            assert row[column] == pytest.approx(mean, rel=1e-12), (row["Experiment"], column)
+        for column, key in (("Epochs", "epochs"), ("Image px", "img_size"), ("Noise floor", "noise_floor")):
             assert row[column] == pytest.approx(metrics[key], rel=1e-12), (row["Experiment"], column)
-        assert row["Ours - paper"] == pytest.approx(metrics["val_rmse_tta"] - row["Paper score"], rel=1e-12)
+        assert row["95% CI low"] <= row["Val RMSE (TTA)"] + 1e-6 and row["Val RMSE (TTA)"] <= row["95% CI high"] + 1e-6
+        assert row["Ours - paper"] == pytest.approx(row["Val RMSE (TTA)"] - row["Paper score"], rel=1e-12)
         assert row["Data"] == "synthetic" == metrics["data_source"] and row["Profile"] == "smoke"
         paper_pretrained = EXPERIMENTS[row["Experiment"]].pretrained
         assert row["Pretrained"] == ("no (weights not found)" if paper_pretrained else "no")
     per_q = pd.read_csv(out / "tables" / "per_question_rmse.csv")
-    assert per_q["all"].tolist() == pytest.approx(table2["Val RMSE (TTA)"].tolist(), rel=1e-12)
+    assert per_q["all"].tolist()[:-1] == pytest.approx(table2["Val RMSE (TTA)"].tolist(), rel=1e-12)
+    assert per_q["Model"].iloc[-1].startswith("label-noise floor")
     md = (out / "tables" / "table2.md").read_text()
     assert "data: synthetic" in md and "profile: smoke" in md and "not a reproduction" in md
+
+
+@pytest.mark.slow
+def test_smoke_claims_table_has_every_claim_with_a_verdict_and_its_labels(smoke):
+    from galaxylib import report
+
+    rc, out = smoke
+    assert rc == 0
+    claims = pd.read_csv(out / "tables" / "claims.csv")
+    assert list(claims["Claim"]) == [c.name for c in report.PAPER_CLAIMS]
+    assert set(claims["Verdict"]) <= set(report.VERDICTS)
+    assert (claims["Data"] == "synthetic").all() and (claims["Profile"] == "smoke").all()
+    by = claims.set_index("Claim")
+    assert by.loc["CBAM improves the baseline", "Seeds (a/b)"] == "2/2"  # the smoke profile's two seeds
+    assert by.loc["DINOv2 is the best of all", "Verdict"] == report.NOT_RUN  # no pretrained weights here
+    md = (out / "tables" / "claims.md").read_text()
+    assert "data: synthetic" in md and "profile: smoke" in md and "not run here" in md
 
 
 @pytest.mark.slow
@@ -208,7 +235,7 @@ def test_rerun_reuses_finished_runs(smoke, capsys):
     rc, out = smoke
     assert rc == 0
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")}
-    assert len(mtimes) == len(EXPERIMENTS)
+    assert len(mtimes) == sum(len(PROFILES["smoke"].seeds_of(e)) for e in EXPERIMENTS)
     assert (
         cli.main(
             ["reproduce", "--profile", "smoke", "--results-dir", str(out.parent), "--only", "04_paper_tables"]
@@ -216,7 +243,8 @@ def test_rerun_reuses_finished_runs(smoke, capsys):
         == 0
     )
     printed = capsys.readouterr().out
-    assert "[04_paper_tables]" in printed and printed.count("finished run reused") == len(EXPERIMENTS)
+    table_ii_runs = sum(len(PROFILES["smoke"].seeds_of(e)) for e in TABLE_II)
+    assert "[04_paper_tables]" in printed and printed.count("finished run reused") == table_ii_runs
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")} == mtimes
 
 

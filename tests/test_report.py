@@ -102,7 +102,7 @@ def test_per_question_table(runs):
 def test_paper_reference_agrees_with_the_experiments():
     """The typed-in paper numbers cross-checked against experiments.py and their own runtimes."""
     paper = report.load_paper_reference()
-    assert set(paper.index) == set(EXPERIMENTS)
+    assert set(paper.index) == set(report.TABLE_II)  # our ablation rows (report.ABLATIONS) are not the paper's
     for name, row in paper.iterrows():
         assert row["epochs"] == EXPERIMENTS[name].epochs, name
         if name != "dinov2_base":  # the paper's 17,400 s is 30 epochs x 580 s (see the note)

@@ -37,7 +37,7 @@ def test_run_folder_and_metrics(synth_dir, tmp_path):
     metrics = gtrain.train(cfg, tmp_path / "run", progress=False)
     run = tmp_path / "run"
     for name in ("config.json", "history.csv", "last.pt", "best.pt", "metrics.json", "val_predictions.csv",
-                 "split.csv"):
+                 "val_predictions_1view.csv", "split.csv"):
         assert (run / name).is_file(), name
     hist = pd.read_csv(run / "history.csv")
     assert list(hist["epoch"]) == [1, 2]
@@ -50,6 +50,35 @@ def test_run_folder_and_metrics(synth_dir, tmp_path):
     preds = pd.read_csv(run / "val_predictions.csv")
     assert len(preds) == metrics["n_val"] and preds.iloc[:, 1:].to_numpy().min() >= 0
     assert json.loads((run / "config.json").read_text())["run_name"] == cfg.run_name()
+    # one view is the last epoch's validation pass, predicted again and kept per galaxy
+    assert metrics["val_rmse_1view"] == pytest.approx(metrics["val_rmse"], rel=1e-5)
+    assert metrics["seed"] == 1 and metrics["split_seed"] == 1 and 0.01 < metrics["noise_floor"] < 0.1
+
+
+def test_seeds_change_the_training_but_never_the_split(synth_dir, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["train", "--experiment", "baseline", "--profile", "smoke", "--data-dir", str(synth_dir),
+                 "--out", str(out), "--device", "cpu", "--max-images", "64", "--tta", "2", "--seeds", "1", "2",
+                 "--quiet"]) == 0  # fmt: skip
+    assert "over 2 seeds" in capsys.readouterr().out
+    one, two = (json.loads((out / f"seed{k}" / "metrics.json").read_text()) for k in (1, 2))
+    assert (one["seed"], two["seed"]) == (1, 2) and one["run_name"] != two["run_name"]
+    split = [pd.read_csv(out / f"seed{k}" / "split.csv") for k in (1, 2)]
+    assert split[0].equals(split[1])  # the same galaxies in the same parts
+    a, b = _weights(out / "seed1"), _weights(out / "seed2")
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # another initialisation, batch order and augmentation
+    assert one["val_rmse"] != two["val_rmse"]
+
+
+def test_held_out_galaxies_are_never_trained_or_validated_on(synth_dir, tmp_path):
+    from galaxylib import data
+
+    cfg = _cfg(synth_dir, holdout=10, max_images=None)
+    metrics = gtrain.train(cfg, tmp_path / "run", progress=False)
+    held = data.holdout_split(data.load_folders([synth_dir], progress=False), 10)[1]
+    split = pd.read_csv(tmp_path / "run" / "split.csv")
+    assert len(held) == 10 and not set(held.ids) & set(split["GalaxyID"])
+    assert metrics["n_train"] + metrics["n_val"] == 70 and metrics["holdout"] == 10
 
 
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(synth_dir, tmp_path):

@@ -8,9 +8,10 @@ from galaxylib.data.cache import build_cache, default_cache_dir, load_image
 from galaxylib.data.fingerprint import data_fingerprint, describe_change
 from galaxylib.data.problems import Problem
 from galaxylib.data.read import GalaxyData, data_source, load_folders, load_images, read_labels
-from galaxylib.data.split import paper_split, profile_subset
+from galaxylib.data.split import HOLDOUT_SEED, holdout_split, paper_split, profile_subset
 
 __all__ = [
+    "HOLDOUT_SEED",
     "GalaxyData",
     "Problem",
     "build_cache",
@@ -18,6 +19,7 @@ __all__ = [
     "data_source",
     "describe_change",
     "default_cache_dir",
+    "holdout_split",
     "load_folders",
     "load_image",
     "load_images",

@@ -21,8 +21,9 @@ def save_figure(fig, out_dir: str | Path, name: str) -> Path:
     return path
 
 
-def plot_history(histories: Mapping[str, pd.DataFrame], title: str):
-    """The paper's Fig. 3 / 5: loss, RMSE and learning rate per epoch; training solid, validation dashed."""
+def plot_history(histories: Mapping[str, pd.DataFrame], title: str, noise_floor: float | None = None):
+    """The paper's Fig. 3 / 5: loss, RMSE and learning rate per epoch; training solid, validation dashed; the
+    label-noise floor of the validation labels, when given, as a horizontal line under the RMSE curves."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -32,6 +33,8 @@ def plot_history(histories: Mapping[str, pd.DataFrame], title: str):
             ax.plot(h["epoch"], h[f"train_{key}"], "-o", ms=3, color=colour, label=f"{label} train")
             ax.plot(h["epoch"], h[f"val_{key}"], "--s", ms=3, color=colour, label=f"{label} validation")
         axes[2].plot(h["epoch"], h["lr"], "-o", ms=3, color=colour, label=label)
+    if noise_floor is not None and math.isfinite(noise_floor):
+        axes[1].axhline(noise_floor, color="k", ls=":", lw=1, label=f"label-noise floor {noise_floor:.4f}")
     for ax, name in zip(axes, ("MSE loss", "RMSE", "learning rate"), strict=True):
         ax.set_xlabel("epoch")
         ax.set_title(name)
@@ -45,7 +48,9 @@ def plot_history(histories: Mapping[str, pd.DataFrame], title: str):
 
 
 def plot_model_comparison(table: pd.DataFrame, title: str):
-    """Our validation RMSE (TTA) and seconds per epoch beside the paper's, one bar pair per model."""
+    """Our validation RMSE (TTA, mean over seeds, with the 95 % interval over galaxies where the table has one)
+    and seconds per epoch beside the paper's, one bar pair per model; the mean predictor and the label-noise
+    floor of each row's validation labels as horizontal marks (the floor also as a line when the rows share it)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4))
@@ -54,10 +59,22 @@ def plot_model_comparison(table: pd.DataFrame, title: str):
     labels = [f"{m}\n({p})" if str(p).startswith("no (") else m for m, p in pairs]
     for ax, ours, theirs, name in ((axes[0], "Val RMSE (TTA)", "Paper score", "RMSE"),
                                    (axes[1], "s / epoch", "Paper s / epoch", "seconds per epoch")):
-        ax.bar(x - 0.2, table[ours].astype(float), 0.4, label=f"ours ({name})")
+        values = table[ours].astype(float)
+        ci = [c for c in table.columns if str(c).endswith("CI low")] if name == "RMSE" else []
+        errors = None
+        if ci:
+            low, high = table[ci[0]].astype(float), table[ci[0].replace("low", "high")].astype(float)
+            errors = np.vstack([values - low, high - values])
+        ax.bar(x - 0.2, values, 0.4, yerr=errors, capsize=3, label=f"ours ({name})")
         if name == "RMSE":  # the bar every model must clear: each answer's training mean
             ax.scatter(x - 0.2, table["Mean-predictor RMSE"].astype(float), marker="_", s=400, color="k",
                        zorder=3, label="ours: mean predictor")
+            if "Noise floor" in table and table["Noise floor"].notna().any():
+                floors = table["Noise floor"].astype(float)
+                ax.scatter(x - 0.2, floors, marker="_", s=400, color="C3", zorder=3,
+                           label="label-noise floor (40 votes)")
+                if floors.nunique() == 1:
+                    ax.axhline(float(floors.iloc[0]), color="C3", ls=":", lw=1)
         if theirs in table:
             ax.bar(x + 0.2, table[theirs].astype(float), 0.4, label=f"paper ({name})", color="grey")
         ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)

@@ -21,7 +21,7 @@ from galaxylib.synth.generate import (
 )
 from galaxylib.synth.morphology import Galaxy, sample_galaxy
 from galaxylib.synth.render import render_galaxy
-from galaxylib.synth.volunteers import answer_probabilities, expected_values, simulate_votes
+from galaxylib.synth.volunteers import answer_probabilities, expected_values, simulate_votes, simulate_votes_many
 
 __all__ = [
     "EXPECTED_CSV",
@@ -41,4 +41,5 @@ __all__ = [
     "render_galaxy",
     "sample_galaxy",
     "simulate_votes",
+    "simulate_votes_many",
 ]

@@ -132,39 +132,55 @@ def _q11(g: Galaxy, v: float) -> np.ndarray:
 
 
 def simulate_votes(rng: np.random.Generator, probs: np.ndarray, volunteers: int) -> np.ndarray:
-    """(37,) Kaggle values from `volunteers` simulated walks down the tree.
+    """(37,) Kaggle values from `volunteers` simulated walks down the tree: `simulate_votes_many` for one galaxy
+    (the same random stream, so one definition of the walk serves the generator and the noise-floor estimate)."""
+    return simulate_votes_many(rng, np.asarray(probs)[None], np.asarray([volunteers]))[0]
+
+
+def simulate_votes_many(rng: np.random.Generator, probs: np.ndarray, volunteers) -> np.ndarray:
+    """(N, 37) Kaggle values from `volunteers` simulated walks down the tree, for N galaxies at once.
 
     Every volunteer answers Q1; smooth -> Q7; features -> Q2 (edge-on -> Q9; else Q3, Q4, [Q10, Q11], Q5);
     all but star/artifact answer Q6, and odd -> Q8. Answers at a question depend only on the galaxy, so
     the walks are drawn question by question as multinomials. As Kaggle did, each value is the fraction of
     all volunteers giving that answer (the conditional fraction times its parent value), except Q6 and Q8,
     which are fractions of the volunteers who did not answer star/artifact (Q6 sums to 1).
-    """
-    counts = np.zeros(tree.NUM_OUTPUTS)
 
-    def ask(question: int, n: int) -> np.ndarray:
-        c = rng.multinomial(n, probs[_Q[question]])
-        counts[_Q[question]] = c
+    Args:
+        rng: the generator (for one galaxy, the same draws as the galaxy's own vote stream).
+        probs: (N, 37) conditional answer probabilities, each question's slice summing to 1.
+        volunteers: volunteers per galaxy, a number or (N,) integers.
+
+    Returns:
+        (N, 37) values.
+    """
+    probs = np.asarray(probs, np.float64)
+    n = np.broadcast_to(np.asarray(volunteers), (probs.shape[0],)).astype(np.int64)
+    counts = np.zeros_like(probs)
+
+    def ask(question: int, k: np.ndarray) -> np.ndarray:
+        c = rng.multinomial(k, probs[:, _Q[question]])
+        counts[:, _Q[question]] = c
         return c
 
-    q1 = ask(1, volunteers)
-    ask(7, q1[0])
-    q2 = ask(2, q1[1])
-    ask(9, q2[0])
-    ask(3, q2[1])
-    q4 = ask(4, q2[1])
-    ask(10, q4[0])
-    ask(11, q4[0])
-    ask(5, q2[1])
-    not_star = volunteers - q1[2]
+    q1 = ask(1, n)
+    ask(7, q1[:, 0])
+    q2 = ask(2, q1[:, 1])
+    ask(9, q2[:, 0])
+    ask(3, q2[:, 1])
+    q4 = ask(4, q2[:, 1])
+    ask(10, q4[:, 0])
+    ask(11, q4[:, 0])
+    ask(5, q2[:, 1])
+    not_star = n - q1[:, 2]
     q6 = ask(6, not_star)
-    ask(8, q6[0])
-    values = counts / volunteers
-    if not_star > 0:
-        for question in (6, 8):
-            values[_Q[question]] = counts[_Q[question]] / not_star
-    else:  # everyone said star/artifact: nobody saw anything odd (Q6 must still sum to 1)
-        values[_Q[6]] = (0.0, 1.0)
+    ask(8, q6[:, 0])
+    values = counts / n[:, None]
+    seen = np.maximum(not_star, 1)[:, None]
+    for question in (6, 8):
+        values[:, _Q[question]] = counts[:, _Q[question]] / seen
+    # everyone said star/artifact: nobody saw anything odd (Q6 must still sum to 1)
+    values[not_star == 0, _Q[6]] = (0.0, 1.0)
     return values
 
 
