@@ -31,7 +31,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check galaxylib tests benchmarks
 
 reproduce: $(VENV)/.installed
-	$(PY) -m galaxylib reproduce --profile $(PROFILE) --device $(DEVICE) --retrain $(RETRAIN) \
+	$(PY) -m galaxylib reproduce --profile $(PROFILE) --device $(DEVICE) $(if $(filter True true 1 yes,$(RETRAIN)),--retrain) \
 		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SEEDS),--seeds $(SEEDS))
 
 # the baseline and CBAM, 3 seeds each, on the real Kaggle sample (100 fully labelled galaxies held out): tables
@@ -41,5 +41,6 @@ sample: $(VENV)/.installed
 	$(PY) -m galaxylib study --name sample --profile quick --experiments baseline baseline_cbam --holdout 100 \
 		--device $(DEVICE) --data-dir $(SAMPLE_DIR) $(SAMPLE_DIR)/extra_partial
 
+# JupyterLab at the repository root (notebooks/ and results/), the project's kernel registered inside .venv
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab .

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
+from galaxylib import __version__
 from galaxylib.errors import UserError
+from galaxylib.experiments import EXPERIMENTS, PROFILES  # pure data: no torch
+
+EXPERIMENT_NAMES = sorted(EXPERIMENTS)
+PROFILE_NAMES = list(PROFILES)  # paper, quick, smoke
 
 # -- option types: every value is range-checked when parsed, so a bad one is one line naming the option ---------
 
@@ -40,11 +46,11 @@ positive_float = _number_type(float, 0.0, True, "a finite number > 0")  # learni
 non_negative_float = _number_type(float, 0.0, False, "a finite number >= 0")  # tolerances
 
 
-def boolean(text: str) -> str:
-    """True or False (also 1/0, yes/no), kept as text for the command to read."""
-    if str(text).strip().lower() not in ("true", "1", "yes", "y", "on", "false", "0", "no", "n", "off", ""):
-        raise argparse.ArgumentTypeError(f"must be True or False, got {text!r}")
-    return text
+def device(text: str) -> str:
+    """auto, cpu, cuda or cuda:N."""
+    if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
 
 
 class UsageError(UserError):
@@ -79,15 +85,18 @@ def _add_synth(sub) -> None:
 
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="an experiment's settings (scaled by a profile) and parameter count")
-    p.add_argument("--experiment", required=True)
-    p.add_argument("--profile", default="paper")
+    p.add_argument("--experiment", required=True, choices=EXPERIMENT_NAMES, metavar="EXPERIMENT",
+                   help=f"a Table I/II row: {', '.join(EXPERIMENT_NAMES)}")
+    p.add_argument("--profile", default="quick", choices=PROFILE_NAMES, help="default quick")
     p.set_defaults(func="run_info")
 
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train one experiment into a run folder (resumes or reuses it)")
-    p.add_argument("--experiment", required=True, help="a Table I/II row, e.g. baseline, resnet50, dinov2_base")
-    p.add_argument("--profile", default="quick", help="paper | quick | smoke (default quick)")
+    p.add_argument("--experiment", required=True, choices=EXPERIMENT_NAMES, metavar="EXPERIMENT",
+                   help=f"a Table I/II row: {', '.join(EXPERIMENT_NAMES)}")
+    p.add_argument("--profile", default="quick", choices=PROFILE_NAMES,
+                   help="smoke (seconds) | quick (a CPU in minutes, the default) | paper (the paper's settings)")
     p.add_argument("--data-dir", nargs="+", type=Path, required=True, dest="data_dirs",
                    help="Kaggle-layout folders (several are combined)")
     p.add_argument("--out", type=Path, required=True,
@@ -97,7 +106,7 @@ def _add_train(sub) -> None:
                         "split stays the paper's whatever the seed")
     p.add_argument("--holdout", type=non_negative_int, metavar="N",
                    help="set N fully labelled galaxies aside (a fixed seeded choice), never trained or validated on")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", type=device, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "tf32", "bf16"],
                    help="auto: bf16 on CUDA, fp32 on the CPU; fp32: PyTorch's default arithmetic, the paper's; "
                    "tf32: fp32 with TF32 matrix products on CUDA")
@@ -148,7 +157,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--split", choices=["all", "val", "train"], default="all",
                    help="only the run's validation (or training) galaxies among the images")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", type=device, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--resize", action="store_true",
                    help="resize images that are not 424x424 (centre square, then 424 px) instead of refusing them")
@@ -168,12 +177,14 @@ def _add_score(sub) -> None:
 
 def _add_reproduce(sub) -> None:
     p = sub.add_parser("reproduce", help="run the notebooks headless (papermill) into results/<profile>/")
-    p.add_argument("--profile", default="quick", help="quick (default, a CPU in minutes) | paper | smoke")
+    p.add_argument("--profile", default="quick", choices=PROFILE_NAMES,
+                   help="smoke (seconds) | quick (a CPU in minutes, the default) | paper (the paper's settings)")
     p.add_argument("--data-dir", nargs="+", type=Path, dest="data_dirs", default=None,
                    help="Kaggle-layout folders (default: synthetic data, made once; paper needs them)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--retrain", type=boolean, default="False", help="True: train every run again instead of reusing it")
-    p.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results")
+    p.add_argument("--device", default="auto", type=device, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--retrain", action="store_true", help="train every run again instead of reusing it")
+    p.add_argument("--results-dir", type=Path, default=None,
+                   help="default: results/ of the clone galaxylib runs from, else ./results")
     p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="only these notebooks, e.g. 04_paper_tables")
     p.add_argument("--allow-random-init", action="store_true", default=None,
                    help="train pretrained models from random weights when their weights are missing (quick and "
@@ -190,12 +201,13 @@ def _add_study(sub) -> None:
                    help="the rows, e.g. baseline baseline_cbam")
     p.add_argument("--data-dir", nargs="+", type=Path, required=True, dest="data_dirs",
                    help="Kaggle-layout folders (several are combined)")
-    p.add_argument("--profile", default="quick", help="paper | quick | smoke (default quick)")
+    p.add_argument("--profile", default="quick", choices=PROFILE_NAMES,
+                   help="smoke (seconds) | quick (a CPU in minutes, the default) | paper (the paper's settings)")
     p.add_argument("--holdout", type=non_negative_int, default=0, metavar="N",
                    help="set N fully labelled galaxies aside (a fixed seeded choice); score the final models on them")
     p.add_argument("--seeds", type=positive_int, metavar="N", help="seeds 1..N of every row (default: the profile's)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", type=device, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--retrain", action="store_true", help="train every run again instead of reusing it")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func="run_study")
@@ -206,6 +218,7 @@ COMMANDS = [_add_check_data, _add_synth, _add_info, _add_train, _add_predict, _a
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m galaxylib", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"galaxylib {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)

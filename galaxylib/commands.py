@@ -38,14 +38,17 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    import torch
+
     from galaxylib.experiments import EXPERIMENTS, get_profile, resolve
     from galaxylib.models import build_model, count_parameters
 
     cfg = resolve(args.experiment, args.profile)
     exp = EXPERIMENTS[args.experiment]
     seeds = get_profile(args.profile).seeds_of(args.experiment)
-    model = build_model(cfg.model, img_size=cfg.img_size, pretrained=False, head=cfg.head,
-                        tree_output=cfg.tree_output)
+    with torch.device("meta"):  # parameters counted without allocating or initialising them (ConvNeXt-L: 198 M)
+        model = build_model(cfg.model, img_size=cfg.img_size, pretrained=False, head=cfg.head,
+                            tree_output=cfg.tree_output)
     where = "an ablation, not in the paper's tables" if exp.table == "ablation" else f"paper Table {exp.table}"
     print(f"{exp.name}: {exp.label} ({where})")
     print(f"  parameters     {count_parameters(model):,} at {cfg.img_size} px")
@@ -171,7 +174,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     names = list(args.only) if args.only else list(reproduce.NOTEBOOKS)
     names = [Path(n).stem for n in names]  # accept '01_baseline.ipynb' too
     seconds = reproduce.run_notebooks(names, profile=args.profile, data_dirs=args.data_dirs, device=args.device,
-                                      retrain=reproduce.parse_bool(args.retrain), results_dir=args.results_dir,
+                                      retrain=args.retrain, results_dir=args.results_dir,
                                       allow_random_init=args.allow_random_init,
                                       seeds=args.seeds)
     out = reproduce.outputs(args.results_dir, args.profile)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from galaxylib import layout
 from galaxylib.errors import UserError
+from galaxylib.fileio import as_paths
 from galaxylib.models.registry import ModelSpec, get_model_spec
 
 
@@ -269,4 +270,8 @@ def resolve(experiment: str, profile: str = "paper", **overrides) -> RunConfig:
     if unknown:
         raise TypeError(f"unknown run setting {unknown[0]!r}")
     changes = {k: (tuple(v) if k == "crop_range" else v) for k, v in overrides.items() if v is not None}
+    if "data_dirs" in changes:  # str or Path, one or several: stored as absolute paths (they are in the run's hash)
+        changes["data_dirs"] = [str(Path(d).expanduser().resolve()) for d in as_paths(changes["data_dirs"])]
+    if "weights_file" in changes:
+        changes["weights_file"] = str(Path(changes["weights_file"]).expanduser())
     return cfg.replace(**changes)

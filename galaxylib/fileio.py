@@ -13,7 +13,7 @@ import contextlib
 import errno
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from galaxylib.errors import UserError
@@ -200,3 +200,8 @@ def replace_checked(tmp: str | Path, path: str | Path, check: Callable[[Path], o
         raise
     os.replace(tmp, path)
     return path
+
+
+def as_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """One path (str or Path) or several -> a list of Paths (a lone string is one path, not its characters)."""
+    return [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]

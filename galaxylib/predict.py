@@ -79,7 +79,7 @@ def predict(model: torch.nn.Module, images: torch.Tensor, *, source_crop: int, o
     if progress:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc=f"predict ({len(views_for(tta))} views)", unit="batch")
+        starts = tqdm(starts, desc=f"predict ({len(views_for(tta))} views)", unit="batch", disable=None)
     batches = (images[s : s + batch_size].permute(0, 3, 1, 2) for s in starts)
     out = list(predict_batches(model, batches, source_crop=source_crop, out_size=out_size, eval_crop=eval_crop,
                                tta=tta, device=device, amp_dtype=amp_dtype, channels_last=channels_last))
@@ -116,7 +116,8 @@ def predict_files(model: torch.nn.Module, cfg, paths: list[Path], *, tta: int, d
     if progress:
         from tqdm.auto import tqdm
 
-        out = tqdm(out, total=-(-len(paths) // batch_size), desc=f"predict ({tta} views)", unit="batch")
+        out = tqdm(out, total=-(-len(paths) // batch_size), desc=f"predict ({tta} views)", unit="batch",
+                   disable=None)
     out = list(out)
     return np.concatenate(out) if out else np.zeros((0, tree.NUM_OUTPUTS), np.float64)
 

@@ -15,6 +15,7 @@ table says "no (weights not found)".
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import sys
 import time
@@ -27,10 +28,9 @@ import pandas as pd
 from galaxylib import layout
 from galaxylib.errors import NotebookFailed, UserError
 from galaxylib.experiments import EXPERIMENTS, FOUNDATION, RunConfig, get_profile, resolve
+from galaxylib.fileio import as_paths
 from galaxylib.rundir import RunDir, load_run
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 NOTEBOOKS: tuple[str, ...] = (
     "00_data_exploration", "01_baseline", "02_cbam_ablation", "03_foundation_models", "04_paper_tables",
     "05_results",
@@ -38,7 +38,25 @@ NOTEBOOKS: tuple[str, ...] = (
 BASELINE_NOTEBOOKS = ("00_data_exploration", "01_baseline", "02_cbam_ablation")  # train no pretrained model
 SYNTHETIC_SIZE = {"quick": 1200, "smoke": 120}  # galaxies generated when no data folder is given
 SYNTHETIC_SEED = 0
-KERNEL_NAME = "galaxylib"
+KERNEL_NAME = "python3"  # the notebooks' kernelspec: any environment where galaxylib is installed runs them
+
+
+def source_checkout() -> Path | None:
+    """The root of the git clone galaxylib runs from, or None when it is an installed package."""
+    root = Path(__file__).resolve().parents[1]
+    is_clone = (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() and (root / "galaxylib").is_dir()
+    return root if is_clone else None
+
+
+def notebook_folder() -> Path:
+    """The numbered notebooks: notebooks/ of the clone, or the copy installed as package data."""
+    return Path(str(importlib.resources.files("galaxylib.notebooks")))
+
+
+def default_results_dir() -> Path:
+    """results/ of the clone galaxylib runs from; ./results of the current folder for an installed package."""
+    root = source_checkout()
+    return root / "results" if root is not None else Path.cwd() / "results"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -54,9 +72,9 @@ class Outputs:
     notebooks: Path
 
 
-def outputs(results_dir: str | Path, profile: str) -> Outputs:
-    """results/<profile>/{runs,tables,figures,notebooks}, created."""
-    root = Path(results_dir).expanduser().resolve() / profile
+def outputs(results_dir: str | Path | None, profile: str) -> Outputs:
+    """<results_dir>/<profile>/{runs,tables,figures,notebooks}, created (results_dir None: default_results_dir)."""
+    root = Path(results_dir if results_dir is not None else default_results_dir()).expanduser().resolve() / profile
     out = Outputs(root, root / "runs", root / "tables", root / "figures", root / "notebooks")
     for folder in (out.runs, out.tables, out.figures, out.notebooks):
         folder.mkdir(parents=True, exist_ok=True)
@@ -74,13 +92,14 @@ def synthetic_dir(profile: str) -> Path:
     return default_cache_dir() / "synthetic" / f"n{n}-seed{SYNTHETIC_SEED}"
 
 
-def ensure_data(profile: str, data_dirs: Sequence[str | Path] | None = None,
+def ensure_data(profile: str, data_dirs: str | Path | Sequence[str | Path] | None = None,
                 progress: bool = True) -> list[Path]:
-    """The data folders to use: the given ones (checked to exist), or the profile's synthetic Galaxy Zoo,
-    generated on first use into the cache and reused afterwards. The paper profile needs the real data."""
+    """The data folders to use: the given ones (one folder or several; checked to exist), or the profile's
+    synthetic Galaxy Zoo, generated on first use into the cache and reused afterwards. The paper profile needs
+    the real data."""
     get_profile(profile)
     if data_dirs:
-        dirs = [Path(d).expanduser().resolve() for d in data_dirs]
+        dirs = [d.expanduser().resolve() for d in as_paths(data_dirs)]
         for d in dirs:
             if not d.is_dir():
                 raise UserError(f"{d}: no such data folder")
@@ -261,23 +280,50 @@ def make_submission(run: Run, data_dirs: Sequence[str | Path], out_path: str | P
 # running the notebooks
 
 
-def ensure_kernel(name: str = KERNEL_NAME) -> str:
-    """A Jupyter kernel `name` running this Python (the venv's), registered into sys.prefix if missing."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+def _kernel_manager_class():
+    """A Jupyter kernel manager that starts this very interpreter, whatever kernelspecs the machine has: reproduce
+    runs the notebooks with the galaxylib it was started from, and registers nothing anywhere."""
+    from jupyter_client.kernelspec import KernelSpec
+    from jupyter_client.manager import AsyncKernelManager
 
-    try:
-        spec = KernelSpecManager().get_kernel_spec(name)
-    except NoSuchKernel:
-        from ipykernel.kernelspec import install
+    class ThisInterpreter(AsyncKernelManager):
+        @property
+        def kernel_spec(self) -> KernelSpec:
+            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                              display_name="Python 3 (galaxylib)", language="python", resource_dir="")
 
-        install(prefix=sys.prefix, kernel_name=name, display_name="Python (galaxylib)")
-        return name
-    python = Path(spec.argv[0]) if spec.argv else None
-    if python is not None and python.is_absolute() and python.parent != Path(sys.executable).parent:
-        raise UserError(f"the Jupyter kernel '{name}' ({spec.resource_dir}) runs {python}, not this "
-                        f"environment's {sys.executable}: remove it (jupyter kernelspec remove {name}) and "
-                        "run again, or `make install`")
-    return name
+    return ThisInterpreter
+
+
+def scrub_paths(path: Path, replacements: dict[str, str]) -> None:
+    """Replace machine-specific folders (the clone, the cache, the home folder) in a rendered notebook by short
+    names, so committed notebooks carry no paths of the machine that rendered them."""
+    text = path.read_text()
+    for old, new in sorted(replacements.items(), key=lambda kv: -len(kv[0])):  # longest (most specific) first
+        if old and old not in ("/", "."):
+            text = text.replace(old, new)
+    path.write_text(text)
+
+
+def short_path(path: str | Path, replacements: dict[str, str]) -> str:
+    """`path` with the first (longest) matching machine folder replaced by its short name."""
+    text = str(path)
+    for old, new in sorted(replacements.items(), key=lambda kv: -len(kv[0])):
+        if text == old or text.startswith(old.rstrip("/") + "/"):
+            return new + text[len(old):]
+    return text
+
+
+def machine_paths(results_dir: Path) -> dict[str, str]:
+    """Folders of this machine that rendered notebooks may mention, and what they are shown as."""
+    from galaxylib.data.cache import default_cache_dir
+
+    found = {str(Path(results_dir).resolve()): "<results>", str(default_cache_dir().resolve()): "<cache>",
+             str(Path.home()): "~"}  # fmt: skip
+    root = source_checkout()
+    if root is not None:
+        found[str(root)] = "<repo>"
+    return found
 
 
 class _Echo:
@@ -323,8 +369,8 @@ def _first_line(text: str) -> str:
     return lines[0][:300] if lines else ""
 
 
-def run_notebook(name: str, *, parameters: dict, out: Outputs, notebooks_dir: Path, kernel_name: str,
-                 echo: _Echo) -> float:
+def run_notebook(name: str, *, parameters: dict, out: Outputs, notebooks_dir: Path, echo: _Echo,
+                 scrub: dict[str, str] | None = None) -> float:
     """Execute one notebook into results/<profile>/notebooks/; returns seconds, raises NotebookFailed."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -335,8 +381,9 @@ def run_notebook(name: str, *, parameters: dict, out: Outputs, notebooks_dir: Pa
     echo.notebook = name
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=kernel_name,
-                            progress_bar=False, stdout_file=echo, stderr_file=echo, cwd=str(notebooks_dir))
+        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=KERNEL_NAME,
+                            kernel_manager_class=_kernel_manager_class(), progress_bar=False, stdout_file=echo,
+                            stderr_file=echo, cwd=str(notebooks_dir))
     except PapermillExecutionError as err:
         raise NotebookFailed(f"notebook {name}.ipynb failed in cell In [{err.exec_count}] (cell "
                              f"{err.cell_index} of the rendered notebook): {err.ename}: "
@@ -345,21 +392,25 @@ def run_notebook(name: str, *, parameters: dict, out: Outputs, notebooks_dir: Pa
     except Exception as err:  # a dead kernel, a timeout, an unreadable notebook
         raise NotebookFailed(f"notebook {name}.ipynb stopped: {type(err).__name__}: {_first_line(err)}; "
                              f"partial output in {dst}") from None  # fmt: skip
+    finally:
+        if scrub and dst.is_file():
+            scrub_paths(dst, scrub)
     return time.perf_counter() - start
 
 
 def run_notebooks(names: Sequence[str] = NOTEBOOKS, *, profile: str = "quick",
                   data_dirs: Sequence[str | Path] | None = None, device: str = "auto", retrain: bool = False,
-                  results_dir: str | Path = "results", notebooks_dir: str | Path | None = None,
+                  results_dir: str | Path | None = None, notebooks_dir: str | Path | None = None,
                   allow_random_init: bool | None = None, stream=None, seeds: int | None = None) -> dict[str, float]:
     """Run the notebooks in order with the same parameters; returns seconds per notebook. `seeds`: training seeds
     per row (default: the profile's, Profile.seeds_of).
 
     Before anything runs, a profile that needs pretrained weights checks that they are all on disk (the paper
     profile stops, naming the files, unless `allow_random_init`). Stops at the first failing notebook
-    (NotebookFailed); the rendered notebooks are kept either way.
+    (NotebookFailed); the rendered notebooks are kept either way. `results_dir` None: default_results_dir.
+    Rendered notebooks name this machine's folders by short names (scrub_paths).
     """
-    notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR).resolve()
+    notebooks_dir = Path(notebooks_dir or notebook_folder()).resolve()
     unknown = [n for n in names if not (notebooks_dir / f"{n}.ipynb").is_file()]
     if unknown:
         raise UserError(f"no notebook {unknown[0]!r} in {notebooks_dir}; choose from: "
@@ -368,23 +419,23 @@ def run_notebooks(names: Sequence[str] = NOTEBOOKS, *, profile: str = "quick",
     dirs = ensure_data(profile, data_dirs)
     if not random_init_allowed(profile, allow_random_init) and set(names) - set(BASELINE_NOTEBOOKS):
         check_pretrained_weights([e for e in FOUNDATION if EXPERIMENTS[e].pretrained], profile)
-    out = outputs(results_dir, profile)
+    results = Path(results_dir if results_dir is not None else default_results_dir()).expanduser().resolve()
+    out = outputs(results, profile)
     if seeds is not None and int(seeds) < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     parameters = dict(profile=profile, data_dirs=[str(d) for d in dirs], device=device, retrain=bool(retrain),
-                      results_dir=str(Path(results_dir).expanduser().resolve()),
-                      allow_random_init=allow_random_init, seeds=seeds)  # fmt: skip
-    kernel = ensure_kernel()
+                      results_dir=str(results), allow_random_init=allow_random_init, seeds=seeds)  # fmt: skip
+    scrub = machine_paths(results)
     echo = _Echo(stream)
     seconds: dict[str, float] = {}
     try:
         for i, name in enumerate(names, start=1):
             print(f"[{i}/{len(names)}] {name}.ipynb ({profile} profile)", file=stream, flush=True)
             seconds[name] = run_notebook(name, parameters=parameters, out=out, notebooks_dir=notebooks_dir,
-                                         kernel_name=kernel, echo=echo)  # fmt: skip
+                                         echo=echo, scrub=scrub)  # fmt: skip
             print(f"[{i}/{len(names)}] {name}.ipynb done in {seconds[name]:.0f} s", file=stream, flush=True)
     finally:
-        _record(out.root / "reproduce.json", profile=profile, data_dirs=parameters["data_dirs"],
+        _record(out.root / "reproduce.json", profile=profile, data_dirs=[short_path(d, scrub) for d in dirs],
                 device=device, retrain=bool(retrain), seeds=seeds, seconds=seconds)
     return seconds
 
@@ -399,15 +450,3 @@ def _record(path: Path, *, seconds: dict[str, float], **settings) -> None:
     order = [n for n in NOTEBOOKS if n in merged] + [n for n in merged if n not in NOTEBOOKS]
     summary = dict(settings, seconds={n: merged[n] for n in order})
     path.write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def parse_bool(text: str | bool) -> bool:
-    """'True'/'False' (the Makefile's RETRAIN=...), also 1/0, yes/no."""
-    if isinstance(text, bool):
-        return text
-    value = str(text).strip().lower()
-    if value in ("true", "1", "yes", "y", "on"):
-        return True
-    if value in ("false", "0", "no", "n", "off", ""):
-        return False
-    raise UserError(f"expected True or False, got {text!r}")

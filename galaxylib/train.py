@@ -391,7 +391,8 @@ class Trainer:
         if self.progress and ddp.is_main:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(perm), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", leave=False)
+            # a bar in a terminal only (disable=None): notebooks and logs get the one line per epoch below
+            bar = tqdm(total=len(perm), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", leave=False, disable=None)
         sq_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         count = torch.zeros((), device=self.device, dtype=torch.float64)
         t0, seen = time.perf_counter(), 0

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 
 from galaxylib import cli, reproduce
-from galaxylib.errors import PretrainedWeightsMissing, UserError
+from galaxylib.errors import PretrainedWeightsMissing
 from galaxylib.experiments import EXPERIMENTS, PROFILES, TABLE_II, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-COMMON_PARAMETERS = {"profile", "data_dirs", "device", "retrain", "results_dir", "seeds"}
+COMMON_PARAMETERS = {"profile", "data_dirs", "device", "retrain", "results_dir", "seeds", "allow_random_init"}
 
 
 def _parameters_cell(nb) -> nbformat.NotebookNode:
@@ -38,11 +38,23 @@ def test_source_notebooks_are_clean_and_parameterised(name):
                 f"{name}: commit notebooks without outputs"
             )
         assert "papermill" not in cell.metadata and "injected-parameters" not in cell.metadata.get("tags", [])
-    names = {
-        t.id for node in ast.parse(_parameters_cell(nb).source).body for t in getattr(node, "targets", [])
-    }
+    body = ast.parse(_parameters_cell(nb).source).body
+    assert all(isinstance(node, ast.AnnAssign) for node in body), "every parameter has a type annotation"
+    names = {node.target.id for node in body}
     assert COMMON_PARAMETERS <= names
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {name[:2]}")
+
+
+@pytest.mark.parametrize("name", reproduce.NOTEBOOKS)
+def test_papermill_shows_a_type_and_a_description_for_every_parameter(name):
+    """`papermill --help-notebook` as users run it: no 'Unknown type', no parameter without its help."""
+    import papermill
+
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    inferred = papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb"))
+    assert set(inferred) == {node.target.id for node in ast.parse(_parameters_cell(nb).source).body}
+    for p in inferred.values():
+        assert p["inferred_type_name"] not in ("None", "") and p["help"], f"{name}: {p['name']} lacks a type or help"
 
 
 def test_echo_prefixes_lines_and_keeps_progress_bars_out_of_logs():
@@ -60,12 +72,6 @@ def test_echo_prefixes_lines_and_keeps_progress_bars_out_of_logs():
         "[01_baseline] epoch 1/2  val rmse 0.2",
         "[01_baseline] epoch 2/2",
     ]
-
-
-def test_parse_bool():
-    assert reproduce.parse_bool("True") and reproduce.parse_bool("1") and not reproduce.parse_bool("False")
-    with pytest.raises(UserError, match="True or False"):
-        reproduce.parse_bool("maybe")
 
 
 def test_paper_profile_without_data_is_a_clear_error(tmp_path, capsys):
@@ -256,7 +262,7 @@ def test_a_failing_notebook_stops_the_pipeline_and_says_where(cache_dir, tmp_pat
     at = nb.cells.index(_parameters_cell(nb)) + 1
     nb.cells.insert(at, nbformat.v4.new_code_cell('raise RuntimeError("deliberately broken cell")'))
     nbformat.write(nb, broken / "01_baseline.ipynb")
-    monkeypatch.setattr(reproduce, "NOTEBOOKS_DIR", broken)
+    monkeypatch.setattr(reproduce, "notebook_folder", lambda: broken)
     rc = cli.main(
         [
             "reproduce",
@@ -285,13 +291,20 @@ def test_a_failing_notebook_stops_the_pipeline_and_says_where(cache_dir, tmp_pat
     assert os.listdir(tmp_path / "results" / "smoke" / "runs") == []  # nothing trained after the failure
 
 
-def test_a_kernel_of_another_environment_is_refused(tmp_path, monkeypatch):
-    """papermill must run the notebooks with this venv's Python, not whatever 'galaxylib' kernel it finds."""
-    spec_dir = tmp_path / "kernels" / "galaxylib"
+def test_reproduce_runs_this_interpreter_whatever_kernels_are_registered(tmp_path, monkeypatch):
+    """A 'python3' kernelspec of another environment (e.g. `ipykernel install --user` elsewhere) must not be
+    what reproduce runs the notebooks with; and reproduce registers no kernel anywhere."""
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec_dir = tmp_path / "kernels" / "python3"
     spec_dir.mkdir(parents=True)
     spec = {"argv": ["/elsewhere/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": "old", "language": "python"}  # fmt: skip
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
-    with pytest.raises(UserError, match="/elsewhere/bin/python"):
-        reproduce.ensure_kernel()
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == "/elsewhere/bin/python"  # the trap is set
+    manager = reproduce._kernel_manager_class()(kernel_name="python3")
+    assert manager.kernel_spec.argv[0] == sys.executable
+    assert not hasattr(reproduce, "ensure_kernel")

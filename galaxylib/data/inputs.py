@@ -128,6 +128,27 @@ def from_folders(folders: Sequence[Path]) -> Inputs:
     return Inputs(ids, [found[i] for i in ids], "folders " + ", ".join(map(str, folders)))
 
 
+def from_paths(paths: Sequence[Path]) -> Inputs:
+    """Image files named one by one, their IDs from their file names, in ID order (as for folders).
+
+    Raises:
+        UserError: a file missing, or one ID for two files.
+    """
+    found: dict[str, Path] = {}
+    problems = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise UserError(f"{path}: no such image file")
+        if path.stem in found:
+            problems.append(f"{path}: ID {path.stem!r} also names {found[path.stem]}")
+        found.setdefault(path.stem, path)
+    if problems:
+        raise _listed(problems, f"{len(problems)} images share an ID with another image:")
+    ids = list(found)
+    ids.sort(key=int if all(_WHOLE_NUMBER.fullmatch(i) for i in ids) else None)
+    return Inputs(ids, [found[i] for i in ids], f"{len(ids)} image files")
+
+
 def from_catalog(path: Path) -> Inputs:
     """The images a catalogue CSV lists, in its order (see the module docstring for its columns).
 

@@ -33,6 +33,7 @@ from galaxylib import layout, tree
 from galaxylib.data.pool import plan_chunks, run_chunks
 from galaxylib.data.problems import Problem, raise_problems, resolve_problems
 from galaxylib.errors import DataError
+from galaxylib.fileio import as_paths
 
 _NUM = tree.NUM_OUTPUTS
 _ID = tree.ID_COLUMN
@@ -432,10 +433,6 @@ def _assemble(scans: list[_Scan], labelled: bool) -> _Assembled:
     return _Assembled(ids[order], [paths[i] for i in order], values, problems)
 
 
-def _as_paths(paths) -> list[Path]:
-    return [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
-
-
 def load_folders(paths, *, tol: float = 1e-3, skip_bad: bool = False, verify_images: bool = True,
                  progress: bool = True) -> GalaxyData:  # fmt: skip
     """Read and validate labelled folders into one dataset sorted by GalaxyID.
@@ -458,7 +455,7 @@ def load_folders(paths, *, tol: float = 1e-3, skip_bad: bool = False, verify_ima
     """
     if tol < 0:
         raise DataError(f"tolerance must be >= 0, got {tol}")
-    scans = [_scan_labelled(p, tol, verify_images, progress) for p in _as_paths(paths)]
+    scans = [_scan_labelled(p, tol, verify_images, progress) for p in as_paths(paths)]
     assembled = _assemble(scans, labelled=True)
     return assembled.to_data(resolve_problems(assembled.problems, skip_bad), [s.folder for s in scans])
 
@@ -470,7 +467,7 @@ def load_images(paths, *, skip_bad: bool = False, verify_images: bool = True,
     Each folder holds *.jpg itself, or images_test_rev1/ (or images_training_rev1/, to predict on training
     images). A GalaxyID found in two folders is a problem, as for labelled data.
     """
-    scans = [_scan_unlabelled(p, verify_images, progress) for p in _as_paths(paths)]
+    scans = [_scan_unlabelled(p, verify_images, progress) for p in as_paths(paths)]
     assembled = _assemble(scans, labelled=False)
     return assembled.to_data(resolve_problems(assembled.problems, skip_bad), [s.folder for s in scans])
 
@@ -486,7 +483,7 @@ def read_labels(paths, *, tol: float = 1e-3) -> pd.DataFrame:
     """
     problems: list[Problem] = []
     ids_all, values_all = [], []
-    for path in _as_paths(paths):
+    for path in as_paths(paths):
         files = _label_files(path)
         if not path.exists():
             problems.append(Problem(path, "no such label file or folder"))
@@ -507,7 +504,7 @@ def read_labels(paths, *, tol: float = 1e-3) -> pd.DataFrame:
     per_file = np.concatenate([np.unique(i) for i in ids_all]) if ids_all else ids  # a file's own: reported above
     if len(np.unique(per_file)) != len(per_file):
         dup = pd.Series(per_file)[pd.Series(per_file).duplicated()].iloc[0]
-        problems.append(Problem(_as_paths(paths)[0], "GalaxyID found in more than one label file",
+        problems.append(Problem(as_paths(paths)[0], "GalaxyID found in more than one label file",
                                 galaxy_id=int(dup)))
     raise_problems(problems)
     values = np.concatenate(values_all) if values_all else np.zeros((0, _NUM))
@@ -538,7 +535,7 @@ def data_source(paths) -> str:
     when it holds all 61,578 labelled training images (or, unlabelled, all 79,975 test images). A mix of
     synthetic and Kaggle folders is reported as both, e.g. "synthetic + Kaggle sample".
     """
-    folders = [f.parent if f.is_file() else f for f in _as_paths(paths)]
+    folders = [f.parent if f.is_file() else f for f in as_paths(paths)]
     synthetic = [f for f in folders if (f / layout.SYNTHETIC_MARKER).exists()]
     kaggle = [f for f in folders if f not in synthetic]
     kinds = ["synthetic"] if synthetic else []
@@ -574,7 +571,7 @@ class FolderContents:
 def read_any_folders(paths, *, tol: float = 1e-3, skip_bad: bool = False, verify_images: bool = True,
                      progress: bool = True) -> FolderContents:  # fmt: skip
     """Labelled and unlabelled folders together (what check-data accepts), every problem reported at once."""
-    paths = _as_paths(paths)
+    paths = as_paths(paths)
     unlabelled = [p for p in paths if is_unlabelled_folder(p)]
     labelled = [p for p in paths if p not in unlabelled]
     groups = []

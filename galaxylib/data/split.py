@@ -12,6 +12,10 @@ from galaxylib.data.read import GalaxyData
 from galaxylib.errors import DataError
 
 
+class UnstratifiedSplit(UserWarning):
+    """A subset too small to stratify on Q1 was split unstratified (expected for small profiles)."""
+
+
 def profile_subset(data: GalaxyData, max_images: int | None, seed: int = 1) -> GalaxyData:
     """At most `max_images` galaxies, a fixed seeded choice kept in GalaxyID order (all when None).
 
@@ -57,7 +61,7 @@ def paper_split(data: GalaxyData, test_size: float = 0.1, seed: int = 1) -> tupl
     if counts.min() < 2 or n_val < len(classes) or len(order) - n_val < len(classes):
         sizes = dict(zip(classes.tolist(), counts.tolist(), strict=True))
         message = f"paper_split: Q1 class sizes {sizes} are too small to stratify {n_val} validation galaxies"
-        warnings.warn(message + "; splitting unstratified", stacklevel=2)
+        warnings.warn(message + "; splitting unstratified", UnstratifiedSplit, stacklevel=2)
         stratify = None
     train, val = train_test_split(order, test_size=test_size, random_state=seed, stratify=stratify)
     return np.sort(train), np.sort(val)

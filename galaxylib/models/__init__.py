@@ -1,33 +1,39 @@
 """The paper's models: the baseline CNN (+ residual CBAM) and four pretrained timm backbones, described in
-one registry (registry.py) and built by one factory (factory.py).
+one registry (registry.py, pure data) and built by one factory (factory.py).
 
-    model = build_model("resnet50", img_size=224, pretrained=True)   # weights from the HF cache, offline
+    model = build_model("resnet50", img_size=224, pretrained=True)   # the paper's weights file, from disk
     y = model(x)              # (B, 37) in [0, 1]
     z = model.logits(x)       # pre-activation, for AblationCAM on regression outputs
+
+The names below are imported on first use: reading the registry (experiments, `info`, the command line) does
+not import torch.
 """
 
-from galaxylib.errors import PretrainedWeightsMissing
-from galaxylib.models.backbones import VitTokensToGrid, find_cached_weights, find_paper_weights, hf_hub_cache
-from galaxylib.models.baseline import CBAM, baseline_features
-from galaxylib.models.factory import HEADS, build_model, count_parameters
-from galaxylib.models.heads import DecisionTreeNorm, GalaxyModel
+from __future__ import annotations
+
+import importlib
+
 from galaxylib.models.registry import MODEL_NAMES, MODELS, ModelSpec, get_model_spec
 
-__all__ = [
-    "CBAM",
-    "HEADS",
-    "MODELS",
-    "MODEL_NAMES",
-    "DecisionTreeNorm",
-    "GalaxyModel",
-    "ModelSpec",
-    "PretrainedWeightsMissing",
-    "VitTokensToGrid",
-    "baseline_features",
-    "build_model",
-    "count_parameters",
-    "find_cached_weights",
-    "find_paper_weights",
-    "get_model_spec",
-    "hf_hub_cache",
-]
+_LAZY = {
+    "PretrainedWeightsMissing": "galaxylib.errors",
+    "VitTokensToGrid": "galaxylib.models.backbones",
+    "find_cached_weights": "galaxylib.models.backbones",
+    "find_paper_weights": "galaxylib.models.backbones",
+    "hf_hub_cache": "galaxylib.models.backbones",
+    "CBAM": "galaxylib.models.baseline",
+    "baseline_features": "galaxylib.models.baseline",
+    "HEADS": "galaxylib.models.factory",
+    "build_model": "galaxylib.models.factory",
+    "count_parameters": "galaxylib.models.factory",
+    "DecisionTreeNorm": "galaxylib.models.heads",
+    "GalaxyModel": "galaxylib.models.heads",
+}
+
+__all__ = ["MODELS", "MODEL_NAMES", "ModelSpec", "get_model_spec", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ Differences are always a - b in RMSE, so negative means a is better. The verdict
 every rival; contradicted if some rival beats it clearly (its Bonferroni-adjusted interval, level
 1 - 0.05 / k, lies above 0); otherwise not resolved. A rival that was not run turns "supported" into "not resolved".
 
-The paper's numbers come from results/paper_reference.csv (report.load_paper_reference). They are single runs on
+The paper's numbers come from galaxylib/report/paper_reference.csv (load_paper_reference). They are single runs on
 the Kaggle private leaderboard; ours are on our validation split: compare signs and verdicts, not levels (the
 column "Paper diff in CI" says whether the paper's size is inside our interval). With 3 seeds or fewer the
 seed part of the interval is too narrow (galaxylib.metrics.bootstrap); the seed sd is in the scores tables.

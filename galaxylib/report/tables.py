@@ -1,7 +1,7 @@
 """Tables: our runs' metrics beside the paper's numbers, rounded Markdown for reading and full-precision CSV.
 
 Every number in a table comes from a run's metrics.json or predictions (written by galaxylib.train), except the
-paper's own numbers, which come from results/paper_reference.csv (typed in once from the paper and labelled as
+paper's own numbers, which come from galaxylib/report/paper_reference.csv (typed in once from the paper and labelled as
 the paper's). A row with several training seeds shows the mean over seeds, their sd and their number; with the
 runs' predictions (report.evidence) also a 95 % bootstrap interval over galaxies; and every score table has the
 label-noise floor beside the scores (galaxylib.metrics.noise).
@@ -33,7 +33,7 @@ from galaxylib.metrics import (
 from galaxylib.report.evidence import ONE_VIEW
 from galaxylib.report.provenance import pretrained_label
 
-PAPER_REFERENCE = Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv"
+PAPER_REFERENCE = Path(__file__).resolve().parent / "paper_reference.csv"  # package data: works installed too
 PAPER_SOURCE = "Ng 2024, Tables I and II (Kaggle private leaderboard RMSE)"
 SCORES_NOTE = ("Our scores are means over the training seeds ('Seeds'; 'SD over seeds' is their spread, empty for one "
                "seed); the 95% CI, where shown, is a bootstrap over the validation galaxies of that mean; 'Noise "

@@ -177,8 +177,8 @@ def generate(out: Path, n: int, seed: int = 0, *, volunteers: int = 40, workers:
         pool = mp.Pool(workers) if workers > 1 else None
         try:
             results = pool.imap(_work, tasks, chunksize=8) if pool else map(_work, tasks)
-            for i, (labels, expected) in enumerate(tqdm(results, total=n, disable=not progress, unit="img",
-                                                        desc="synth")):  # fmt: skip
+            bar = tqdm(results, total=n, disable=None if progress else True, unit="img", desc="synth")
+            for i, (labels, expected) in enumerate(bar):
                 f_lab.write(_row(int(ids[i]), labels))
                 f_exp.write(_row(int(ids[i]), expected))
                 sq_err += float(((labels - expected) ** 2).sum())
