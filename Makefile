@@ -8,7 +8,7 @@ DEVICE ?= auto
 RETRAIN ?= False
 SEEDS ?=
 
-.PHONY: install test test-fast lint reproduce sample lab clean-results
+.PHONY: install test test-fast wheel-check lint reproduce sample lab clean-results
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(VENV)/.installed
 # the same without the tests marked slow: for the edit-test loop
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"
+
+# the package as users install it: wheel, fresh venv, `python -m galaxylib`, the API and plain papermill from
+# another folder (CI runs it after the tests)
+wheel-check: $(VENV)/.installed
+	PYTHON=$(PYTHON) bash .ci/wheel_check.sh
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check galaxylib tests benchmarks

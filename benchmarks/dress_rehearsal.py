@@ -5,7 +5,7 @@ On a GPU machine, within about 8 minutes:
 1. generate a synthetic Galaxy Zoo of Kaggle size (61,578 labelled + 79,975 test 424x424 JPEGs) times
    --fraction (default 0.5: ~2,000 images/s on 16 cores, so the full size alone would take 70 s of the 8 min);
 2. for each paper model (baseline, baseline + CBAM, ResNet50, ResNet101, ConvNeXt Large, DINOv2; random
-   weights) train `galaxylib.train` at the paper profile (batch 105, 128 / 224 px, bf16) for --steps steps in
+   weights) train `galaxylib.training` at the paper profile (batch 105, 128 / 224 px, bf16) for --steps steps in
    two epochs, on a subset sized for that (the Trainer's real stages: check the images, build or reuse the
    cache, hold it on the GPU when it fits, train, validate, final scores with --val-tta views), then
    `python -m galaxylib predict` the whole test set (one view) and check the submission;
@@ -77,7 +77,7 @@ def stage_train(args) -> None:
     import torch
 
     from galaxylib.device import select_device
-    from galaxylib.train import train
+    from galaxylib.training import train
 
     cfg = _config(args)
     device = select_device(args.device)
@@ -103,7 +103,7 @@ def stage_predict(args) -> None:
     from galaxylib import layout
     from galaxylib.cli import main
     from galaxylib.device import select_device
-    from galaxylib.predict import check_submission
+    from galaxylib.prediction import check_submission
 
     device = select_device(args.device)
     out = Path(args.run) / "submission.csv"

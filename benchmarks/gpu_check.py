@@ -24,11 +24,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from galaxylib import data as gdata  # noqa: E402
-from galaxylib import metrics, predict  # noqa: E402
+from galaxylib import metrics, prediction  # noqa: E402
 from galaxylib.augment import TrainAugment, affine_resample  # noqa: E402
 from galaxylib.experiments import resolve  # noqa: E402
 from galaxylib.rundir import load_run  # noqa: E402
-from galaxylib.train import train  # noqa: E402
+from galaxylib.training import train  # noqa: E402
 
 
 def check(name: str, ok: bool, detail: str, results: list) -> None:
@@ -75,8 +75,8 @@ def main(argv=None) -> int:
         np.flatnonzero(np.isin(data.ids, split.loc[split["part"] == "val", "GalaxyID"])))
     val_cache = torch.from_numpy(np.array(gdata.build_cache(sub.image_paths, size=cfg.cache_size, progress=False)))
     kw = dict(source_crop=cfg.source_crop, out_size=cfg.img_size, eval_crop=cfg.eval_crop, tta=1)
-    slow = predict.predict(model, val_cache, device="cpu", **kw)
-    fast = predict.predict(model.to(dev).to(memory_format=torch.channels_last), val_cache, device=dev,
+    slow = prediction.predict(model, val_cache, device="cpu", **kw)
+    fast = prediction.predict(model.to(dev).to(memory_format=torch.channels_last), val_cache, device=dev,
                             amp_dtype=torch.bfloat16, channels_last=True, **kw)
     r_slow, r_fast = metrics.rmse(slow, sub.labels), metrics.rmse(fast, sub.labels)
     check("validation RMSE fast path vs CPU fp32", abs(r_slow - r_fast) < 2e-3,

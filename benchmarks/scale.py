@@ -111,7 +111,7 @@ def stage_predict(args) -> None:
         import torch
 
         from galaxylib.data.cache import build_cache
-        from galaxylib.predict import predict, write_submission
+        from galaxylib.prediction import predict, write_submission
         from galaxylib.rundir import load_run
 
         cfg, model = load_run(args.run)
@@ -130,7 +130,7 @@ def stage_predict(args) -> None:
 def stage_train(args) -> None:
     """--steps training steps of the paper-profile baseline through the Trainer's stages."""
     from galaxylib.experiments import resolve
-    from galaxylib.train import Trainer
+    from galaxylib.training import Trainer
 
     images_on = "stream" if args.path == "stream" else "device"
     cfg = resolve("baseline", "paper", pretrained=False, device="cpu", data_dirs=[str(args.data)],

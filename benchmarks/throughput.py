@@ -3,7 +3,7 @@
 For each Table II model (baseline, resnet50, resnet101, convnext_large, dinov2_base):
   faithful  the paper's code path: PIL transforms (rotate, random centre crop, resize, flip) in a torch DataLoader
             whose worker processes read the JPEGs from disk every epoch; fp32; batch 105; cudnn.deterministic.
-  fast      galaxylib.train: the decode-once uint8 cache on the GPU, one batched affine resample per batch on
+  fast      galaxylib.training: the decode-once uint8 cache on the GPU, one batched affine resample per batch on
             the GPU, bf16 autocast, channels_last, cudnn benchmark, fused Adam, no per-step host syncs.
 Both report steady-state images/s after warm-up, the epoch time this gives for 55,420 training plus 6,158
 validation images (the validation pass included), and peak GPU memory. Rows go to a CSV with the columns
@@ -40,7 +40,7 @@ from galaxylib import data as gdata  # noqa: E402
 from galaxylib.augment import PaperTrainTransform, paper_eval_transform  # noqa: E402
 from galaxylib.experiments import EXPERIMENTS, resolve  # noqa: E402
 from galaxylib.models import build_model  # noqa: E402
-from galaxylib.train import train  # noqa: E402
+from galaxylib.training import train  # noqa: E402
 
 KAGGLE_TRAIN, KAGGLE_VAL = 55_420, 6_158
 MODELS = ("baseline", "resnet50", "resnet101", "convnext_large", "dinov2_base")
@@ -131,7 +131,7 @@ def _forever(loader):
 
 
 def fast(name: str, data_dir: Path, device: torch.device, args, batch: int) -> dict:
-    """img/s of galaxylib.train itself: a short run whose later epochs are timed (the first one warms up)."""
+    """img/s of galaxylib.training itself: a short run whose later epochs are timed (the first one warms up)."""
     torch.backends.cudnn.deterministic = False
     cfg = resolve(name, "paper", pretrained=False, epochs=args.fast_epochs, batch_size=batch, tta=1,
                   device=str(device.type), precision="bf16" if device.type == "cuda" else "fp32",
@@ -178,7 +178,7 @@ def markdown(df: pd.DataFrame, n_images: int) -> str:
     return (f"Epoch = 55,420 training + 6,158 validation images, extrapolated from steady-state throughput on {dev} "
             f"({df['date'].iloc[0]}), measured on {n_images:,} synthetic Kaggle-sized (424x424) JPEGs with random "
             "initial weights. faithful = the paper's PIL DataLoader (8 workers), fp32, batch 105; fast = "
-            "galaxylib.train (GPU cache and augmentation, bf16, channels_last, fused Adam).\n\n"
+            "galaxylib.training (GPU cache and augmentation, bf16, channels_last, fused Adam).\n\n"
             + "\n".join(lines) + "\n")
 
 

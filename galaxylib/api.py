@@ -79,7 +79,7 @@ def train(experiment: str, data_dir: str | Path | list[str | Path], *, profile: 
     Returns:
         The finished run.
     """
-    from galaxylib.train import train as train_run
+    from galaxylib.training import train as train_run
 
     cfg = resolve(experiment, profile, data_dirs=data_dir, **settings)
     run_dir = Path(out) if out is not None else Path("runs") / cfg.run_name()
@@ -124,7 +124,7 @@ def predict(run: Run | str | Path, images: str | Path | list[str | Path], *, tta
     """
     from galaxylib import tree
     from galaxylib.data.inputs import from_folders, from_paths
-    from galaxylib.predict import predict_files
+    from galaxylib.prediction import predict_files
 
     run = run if isinstance(run, Run) else load_run(run)
     paths = [Path(images)] if isinstance(images, str | Path) else [Path(p) for p in images]

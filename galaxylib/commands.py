@@ -69,7 +69,7 @@ def run_info(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     from galaxylib.experiments import resolve
     from galaxylib.metrics import seed_summary
-    from galaxylib.train import train
+    from galaxylib.training import train
 
     for d in args.data_dirs:
         if not d.is_dir():

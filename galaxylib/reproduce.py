@@ -221,7 +221,7 @@ def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | P
     Missing pretrained weights stop it (PretrainedWeightsMissing) unless random initialisation is allowed by the
     profile (quick, smoke) or by `allow_random_init`.
     """
-    from galaxylib.train import fingerprint_data, train
+    from galaxylib.training import fingerprint_data, train
 
     cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device, allow_random_init, seed)
     finished = None if retrain else RunDir(run_dir).finished_metrics(cfg, fingerprint_data(cfg))
@@ -263,16 +263,16 @@ def run_seeds(experiment: str, *, profile: str, data_dirs: Sequence[str | Path],
 def make_submission(run: Run, data_dirs: Sequence[str | Path], out_path: str | Path, device: str = "auto",
                     progress: bool = True) -> Path | None:
     """A Kaggle submission from the run's best checkpoint for every image in images_test_rev1/ (if any)."""
-    from galaxylib import predict
+    from galaxylib import prediction
 
     folders = find_test_image_dirs(data_dirs)
     if not folders:
         return None
-    ids, paths = predict.images_in(folders, progress=progress)
-    preds = predict.predict_files(run.load_model("best"), run.cfg, paths, tta=run.cfg.tta, device=device,
+    ids, paths = prediction.images_in(folders, progress=progress)
+    preds = prediction.predict_files(run.load_model("best"), run.cfg, paths, tta=run.cfg.tta, device=device,
                                   progress=progress)
-    predict.write_submission(ids, preds, out_path)
-    predict.check_submission(out_path, expected_ids=ids)
+    prediction.write_submission(ids, preds, out_path)
+    prediction.check_submission(out_path, expected_ids=ids)
     return Path(out_path)
 
 

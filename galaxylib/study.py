@@ -46,7 +46,7 @@ class Study:
 def _predict_holdout(run_dir: Path, held, device: str, progress: bool) -> None:
     """The final model's predictions for the held-out galaxies, with TTA and with one view, beside the run's own
     validation predictions (computed once; a retrained run gets new ones)."""
-    from galaxylib import predict
+    from galaxylib import prediction
 
     files = [run_dir / HOLDOUT_PREDICTIONS, run_dir / HOLDOUT_PREDICTIONS_1VIEW]
     last = run_dir / rundir.LAST
@@ -54,8 +54,8 @@ def _predict_holdout(run_dir: Path, held, device: str, progress: bool) -> None:
         return
     cfg, model = rundir.load_run(run_dir, "last")  # the final model, as for the validation scores
     for path, tta in zip(files, (cfg.tta, 1), strict=True):
-        preds = predict.predict_files(model, cfg, list(held.image_paths), tta=tta, device=device, progress=progress)
-        predict.write_submission(held.ids, preds, path)
+        preds = prediction.predict_files(model, cfg, list(held.image_paths), tta=tta, device=device, progress=progress)
+        prediction.write_submission(held.ids, preds, path)
 
 
 def _mean_predictors(run_dirs: dict[str, list[Path]], labels: pd.DataFrame) -> dict[str, list[np.ndarray]]:
@@ -106,7 +106,7 @@ def run_study(name: str, experiments: Sequence[str], *, data_dirs: Sequence[str 
     from galaxylib import report
     from galaxylib.device import device_name, select_device
     from galaxylib.reproduce import seeds_for
-    from galaxylib.train import train
+    from galaxylib.training import train
 
     start = time.perf_counter()
     dirs = [Path(d).expanduser().resolve() for d in data_dirs]

@@ -1,7 +1,7 @@
 """Predictions at survey scale: any number of images, memory flat in their number, resumable, sharded.
 
 `predict_to_file` decodes the images a chunk at a time (the process pool of data/pool.py works ahead),
-predicts them (galaxylib.predict, with the run's TTA views) and appends their rows to a partial file next to
+predicts them (galaxylib.prediction, with the run's TTA views) and appends their rows to a partial file next to
 the output; nothing holds all the images or all the predictions. Next to the partial file a small progress
 record says how many rows are done and how long the file was then, under a key made of the run, the
 checkpoint's weights, the inputs (every ID and path) and every setting that changes the numbers (views,
@@ -18,7 +18,7 @@ one-process run and the file is the same too); rank 0 waits for all, appends the
 checks the whole file and only then moves it over the output (galaxylib.fileio.replace_checked), so a good
 output is never replaced by a bad one. The partial files must be on a filesystem every rank sees.
 
-The check: for Kaggle GalaxyIDs the Kaggle submission check (predict.check_submission: header, values in
+The check: for Kaggle GalaxyIDs the Kaggle submission check (prediction.check_submission: header, values in
 [0, 1], one row per image); for other IDs (an `id_str` column) the same rules read in chunks, without the
 Kaggle header.
 """
@@ -48,7 +48,7 @@ from galaxylib.device import amp_dtype, select_device
 from galaxylib.distributed import Dist
 from galaxylib.errors import UserError
 from galaxylib.fileio import atomic_write_text, replace_checked
-from galaxylib.predict import PREDICT_BATCH, check_submission, predict_batches, refuse_non_finite, submission_frame
+from galaxylib.prediction import PREDICT_BATCH, check_submission, predict_batches, refuse_non_finite, submission_frame
 
 CHUNK = 4096  # images per progress record (rounded up to whole batches): a kill loses at most this many
 RECORD_VERSION = 1
@@ -87,7 +87,7 @@ def weights_hash(model: torch.nn.Module) -> str:
 
 
 def _rows(inputs: Inputs, start: int, preds: np.ndarray, out: Path) -> bytes:
-    """CSV rows (no header) for the images start.. : the same bytes as predict.write_submission writes."""
+    """CSV rows (no header) for the images start.. : the same bytes as prediction.write_submission writes."""
     ids = inputs.ids[start : start + len(preds)]
     refuse_non_finite(ids, preds, out)
     if inputs.kaggle:

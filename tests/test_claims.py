@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from galaxylib import layout, report, synth, tree
-from galaxylib.predict import write_submission
+from galaxylib.prediction import write_submission
 
 N = 120  # validation galaxies of the fake runs
 

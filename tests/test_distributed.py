@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RANK_SCRIPT = """
 import os, sys, torch
 from galaxylib.experiments import resolve
-from galaxylib.train import Trainer
+from galaxylib.training import Trainer
 data_dir, out, stop = sys.argv[1], sys.argv[2], sys.argv[3]
 cfg = resolve("baseline", "smoke", data_dirs=[data_dir], device="cpu", epochs=2, tta=2)
 t = Trainer(cfg, out, progress=False, stop_after_epochs=None if stop == "none" else int(stop))

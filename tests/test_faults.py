@@ -28,7 +28,7 @@ from PIL import Image
 
 from galaxylib import layout, survey, tree
 from galaxylib.cli import main
-from galaxylib.train import train_batches
+from galaxylib.training import train_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = "training_solutions_rev1.csv"
@@ -677,7 +677,7 @@ BAD_OPTIONS = [
     (["check-data", "--tol", "nan"], "argument --tol: must be a finite number >= 0, got 'nan'"),
     (["synth", "--n", "0"], "argument --n: must be a whole number >= 1, got '0'"),
     (["synth", "--seed", "-1"], "argument --seed: must be a whole number >= 0, got '-1'"),
-    (["reproduce", "--retrain", "maybe"], "argument --retrain: must be True or False, got 'maybe'"),
+    (["reproduce", "--retrain", "maybe"], "unrecognized arguments: maybe"),
     (["train", "--no-such-option"], "unrecognized arguments: --no-such-option"),
 ]  # fmt: skip
 
@@ -699,7 +699,7 @@ def test_every_option_is_range_checked_when_parsed(tmp_path, capsys, argv, needl
 def test_settings_from_python_are_checked_too(data, tmp_path):
     from galaxylib.errors import UserError
     from galaxylib.experiments import resolve
-    from galaxylib.train import train
+    from galaxylib.training import train
 
     for bad, needle in (({"lr": float("nan")}, "lr must be a finite number > 0"),
                         ({"epochs": 0}, "epochs must be a whole number >= 1"),

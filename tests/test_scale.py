@@ -30,7 +30,7 @@ from galaxylib.data.store import DeviceData, RowReader
 from galaxylib.errors import DataError, UserError
 from galaxylib.experiments import resolve
 from galaxylib.models import build_model
-from galaxylib.predict import predict, predict_files, write_submission
+from galaxylib.prediction import predict, predict_files, write_submission
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}

@@ -96,7 +96,7 @@ def score_files(pred_path: str | Path, truth_paths) -> dict[str, float]:
         {"Q1": ..., ..., "Q11": ..., "all": ...}.
     """
     from galaxylib.data import read_labels
-    from galaxylib.predict import check_submission
+    from galaxylib.prediction import check_submission
 
     pred = check_submission(pred_path).set_index(tree.ID_COLUMN)
     truth = read_labels(truth_paths)

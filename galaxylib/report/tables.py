@@ -1,6 +1,6 @@
 """Tables: our runs' metrics beside the paper's numbers, rounded Markdown for reading and full-precision CSV.
 
-Every number in a table comes from a run's metrics.json or predictions (written by galaxylib.train), except the
+Every number in a table comes from a run's metrics.json or predictions (written by galaxylib.training), except the
 paper's own numbers, which come from galaxylib/report/paper_reference.csv (typed in once from the paper and labelled as
 the paper's). A row with several training seeds shows the mean over seeds, their sd and their number; with the
 runs' predictions (report.evidence) also a 95 % bootstrap interval over galaxies; and every score table has the

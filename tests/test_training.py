@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from galaxylib import train as gtrain
+from galaxylib import training as gtrain
 from galaxylib.augment import TrainAugment
 from galaxylib.cli import main
 from galaxylib.errors import UserError

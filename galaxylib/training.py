@@ -41,7 +41,7 @@ from galaxylib.errors import TrainingDiverged, UserError
 from galaxylib.experiments import RunConfig
 from galaxylib.metrics import VOTES, mean_predictor, noise_floor, per_question_rmse, rmse
 from galaxylib.models import build_model, count_parameters
-from galaxylib.predict import PREDICT_BATCH, predict_batches, write_submission
+from galaxylib.prediction import PREDICT_BATCH, predict_batches, write_submission
 
 MIN_TRAIN = 2  # images per process in a training step: batch-norm in training mode needs two values per channel
 
