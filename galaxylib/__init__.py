@@ -4,7 +4,7 @@
     run = gz.train("baseline", "data/galaxy-zoo", profile="quick")   # a Table I/II row, trained or reused
     df = gz.predict(run, "data/galaxy-zoo/images_test_rev1")        # GalaxyID + the 37 vote fractions
     run = gz.load_run("runs/baseline-seed1-1a2b3c4d")
-    gz.experiments(), gz.profiles()                                  # what can be trained, and at what scale
+    gz.EXPERIMENTS, gz.PROFILES                                      # what can be trained, and at what scale
 
 The API is galaxylib.api, loaded on first use (so that `import galaxylib` and the command line start fast).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.2.0"
-__all__ = ["Run", "__version__", "experiments", "load_run", "predict", "profiles", "train"]
+__all__ = ["EXPERIMENTS", "PROFILES", "Run", "__version__", "load_run", "predict", "train"]
 
 
 def __getattr__(name: str):

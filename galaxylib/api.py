@@ -4,6 +4,7 @@
     run = gz.train("baseline", "data/galaxy-zoo", profile="quick")   # trains, resumes or reuses runs/baseline-...
     df = gz.predict(run, "data/galaxy-zoo/images_test_rev1")        # GalaxyID + the 37 columns, one row per image
     run = gz.load_run("runs/baseline-seed1-1a2b3c4d")
+    gz.EXPERIMENTS, gz.PROFILES                                      # the table rows, and the scales to run them at
 
 Every argument that names a file or folder takes a str or a pathlib.Path. The command line
 (`python -m galaxylib ...`) and the notebooks call the same modules.
@@ -17,7 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from galaxylib.experiments import EXPERIMENTS, PROFILES, Experiment, Profile, RunConfig, resolve
+__all__ = ["EXPERIMENTS", "PROFILES", "Run", "load_run", "predict", "train"]
+
+from galaxylib.experiments import EXPERIMENTS, PROFILES, RunConfig, resolve
 
 
 @dataclass
@@ -53,22 +56,12 @@ class Run:
         return RunDir(self.path).history()
 
 
-def experiments() -> dict[str, Experiment]:
-    """The rows of Tables I and II (and our ablations) by name."""
-    return dict(EXPERIMENTS)
-
-
-def profiles() -> dict[str, Profile]:
-    """The profiles (smoke, quick, paper) by name."""
-    return dict(PROFILES)
-
-
 def train(experiment: str, data_dir: str | Path | list[str | Path], *, profile: str = "quick",
           out: str | Path | None = None, progress: bool = True, retrain: bool = False, **settings) -> Run:
     """Train one experiment (a row of Table I or II), or resume or reuse its run folder.
 
     Args:
-        experiment: e.g. "baseline", "baseline_cbam", "resnet50", "dinov2_base" (see `experiments()`).
+        experiment: e.g. "baseline", "baseline_cbam", "resnet50", "dinov2_base" (galaxylib.EXPERIMENTS).
         data_dir: a Kaggle-layout folder, or several.
         profile: "smoke", "quick" (a CPU in minutes) or "paper".
         out: the run folder; default runs/<experiment>-seed<k>-<hash> in the current folder.
