@@ -20,11 +20,11 @@ from galaxylib.reproduce import Outputs, ensure_data, outputs
 
 
 def quiet_known_warnings() -> None:
-    """Warnings a reader of a rendered notebook cannot act on: tqdm without ipywidgets (bars are off in notebooks
-    anyway) and the unstratified split of small profiles (documented in the README)."""
+    """Warnings a reader of a rendered notebook cannot act on: the unstratified split of the small profiles'
+    subsets (documented in the README). (Progress bars are off in notebooks: galaxylib's tqdm bars show in
+    terminals only.)"""
     from galaxylib.data.split import UnstratifiedSplit
 
-    warnings.filterwarnings("ignore", message="IProgress not found")
     warnings.filterwarnings("ignore", category=UnstratifiedSplit)
 
 

@@ -77,7 +77,7 @@ def predict(model: torch.nn.Module, images: torch.Tensor, *, source_crop: int, o
     """
     starts = range(0, len(images), batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         starts = tqdm(starts, desc=f"predict ({len(views_for(tta))} views)", unit="batch", disable=None)
     batches = (images[s : s + batch_size].permute(0, 3, 1, 2) for s in starts)
@@ -114,7 +114,7 @@ def predict_files(model: torch.nn.Module, cfg, paths: list[Path], *, tta: int, d
     out = predict_batches(model, batches, source_crop=cfg.source_crop, out_size=cfg.img_size,
                           eval_crop=cfg.eval_crop, tta=tta, device=dev, amp_dtype=amp_dtype("auto", dev))
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         out = tqdm(out, total=-(-len(paths) // batch_size), desc=f"predict ({tta} views)", unit="batch",
                    disable=None)

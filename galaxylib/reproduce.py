@@ -15,9 +15,13 @@ table says "no (weights not found)".
 
 from __future__ import annotations
 
+import atexit
+import functools
 import importlib.resources
 import json
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -287,12 +291,27 @@ def _kernel_manager_class():
     from jupyter_client.manager import AsyncKernelManager
 
     class ThisInterpreter(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            # local sockets (ipc) in a private folder, not TCP ports: nothing else on the machine can talk to the
+            # kernel, and ipykernel does not warn about unencrypted TCP
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(_socket_folder() / "kernel"))
+            super().__init__(**kwargs)
+
         @property
         def kernel_spec(self) -> KernelSpec:
             return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                               display_name="Python 3 (galaxylib)", language="python", resource_dir="")
 
     return ThisInterpreter
+
+
+@functools.cache
+def _socket_folder() -> Path:
+    """A private folder for the kernels' ipc sockets, removed when this process ends."""
+    folder = Path(tempfile.mkdtemp(prefix="galaxylib-kernels-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def scrub_paths(path: Path, replacements: dict[str, str]) -> None:

@@ -110,7 +110,7 @@ class _Progress:
         self.t0 = time.perf_counter()
         self.bar = self.log = None
         if enabled and sys.stderr.isatty():
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=done, desc=desc, unit="img", smoothing=0.1)
         elif enabled:

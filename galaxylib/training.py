@@ -389,7 +389,7 @@ class Trainer:
         mine = [ddp.rank_slice(len(b)) for b in batches]
         bar = None
         if self.progress and ddp.is_main:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             # a bar in a terminal only (disable=None): notebooks and logs get the one line per epoch below
             bar = tqdm(total=len(perm), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", leave=False, disable=None)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from galaxylib import layout
 from galaxylib.data.pool import chunk_size, default_workers, imap_ordered, iter_chunks, split_span

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 PARALLEL_MIN = 512  # below this many images a process pool costs more than it saves
 CHUNK = 256  # images per pool task: small enough for a smooth progress bar, large enough to amortise IPC

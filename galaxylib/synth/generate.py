@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from galaxylib import layout, tree
 from galaxylib.errors import UserError
