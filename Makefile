@@ -42,8 +42,9 @@ reproduce: $(VENV)/.installed
 # the baseline and CBAM, 3 seeds each, on the real Kaggle sample (100 fully labelled galaxies held out): tables
 # only, into results/sample/ (no figures: the Kaggle pixels stay out of the repository)
 SAMPLE_DIR ?= ../shared/data/gz_sample
+SAMPLE_PROFILE ?= quick
 sample: $(VENV)/.installed
-	$(PY) -m galaxylib study --name sample --profile quick --experiments baseline baseline_cbam --holdout 100 \
+	$(PY) -m galaxylib study --name sample --profile $(SAMPLE_PROFILE) --experiments baseline baseline_cbam --holdout 100 \
 		--device $(DEVICE) --data-dir $(SAMPLE_DIR) $(SAMPLE_DIR)/extra_partial
 
 # JupyterLab at the repository root (notebooks/ and results/), the project's kernel registered inside .venv

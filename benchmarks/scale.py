@@ -18,6 +18,9 @@ of the streamed `predict` grows by less than 0.6 GB. Rows go to results/benchmar
 
     PYTHONPATH=. python benchmarks/scale.py                           # 1k, 10k, 60k (the full measurement)
     PYTHONPATH=. python benchmarks/scale.py --sizes 1000 10000         # while developing
+    PYTHONPATH=. python benchmarks/scale.py --sizes 60000 --stages predict   # re-measure some rows only
+
+Rows already in scale.csv for other sizes or stages are kept: a re-measurement replaces only its own rows.
 """
 
 from __future__ import annotations
@@ -221,6 +224,19 @@ def markdown(rows: list[dict], conditions: str) -> str:
             + "\n".join(lines) + "\n" + verdict)  # fmt: skip
 
 
+STAGE_ORDER = ["cache", "predict", "train"]
+
+
+def kept_rows(csv_path: Path, sizes: list[int], stages: list[str]) -> list[dict]:
+    """The rows of an earlier scale.csv that this measurement does not replace (other sizes or stages)."""
+    if not csv_path.exists():
+        return []
+    import pandas as pd
+
+    old = pd.read_csv(csv_path, keep_default_na=False).to_dict("records")
+    return [r for r in old if not (r["n"] in sizes and r["stage"] in stages)]
+
+
 def measure(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     date, where = datetime.date.today().isoformat(), machine()
@@ -244,8 +260,8 @@ def measure(args) -> int:
         if "error" in res:
             print(f"make-run {model}: {res['error']}", file=sys.stderr)
             return 1
-    rows: list[dict] = []
     csv_path, md_path = args.out / "scale.csv", args.out / "scale.md"
+    rows = kept_rows(csv_path, args.sizes, args.stages)
 
     def record(n: int, stage: str, path: str, model: str, res: dict) -> None:
         row = dict(date=date, machine=where, n=n, stage=stage, path=path, model=model,
@@ -255,6 +271,7 @@ def measure(args) -> int:
                    workers_peak_rss_gb=res.get("workers_peak_rss_gb", float("nan")),
                    note=f"error: {res['error']}" if "error" in res else res.get("where", ""))  # fmt: skip
         rows.append(row)
+        rows.sort(key=lambda r: (r["n"], STAGE_ORDER.index(r["stage"])))
         print(f"  N={n:<6} {stage:<8} {path:<7} {model:<9} " + (row["note"] if "error" in res else
               f"{row['peak_rss_gb']:.2f} GB (workers {row['workers_peak_rss_gb']:.2f} GB)  "
               f"{row['images_per_s']:.1f} img/s  {row['seconds']:.1f} s"), flush=True)  # fmt: skip
@@ -266,20 +283,23 @@ def measure(args) -> int:
     for n in sorted(args.sizes):
         data = ensure_data(n)
         common = dict(data=data, tmp=tmp)
-        record(n, "cache", "build", "-", run_stage(_stage_cmd("cache", **common), env))
-        record(n, "predict", "stream", "baseline",
-               run_stage(_stage_cmd("predict", path="stream", run=runs["baseline"], **common), env))
-        if n <= args.memory_max:
-            record(n, "predict", "memory", "baseline",
-                   run_stage(_stage_cmd("predict", path="memory", run=runs["baseline"], **common), env))
-        if n <= args.resnet_max:
-            record(n, "predict", "stream", "resnet50",
-                   run_stage(_stage_cmd("predict", path="stream", run=runs["resnet50"], **common), env))
-        record(n, "train", "stream", "baseline",
-               run_stage(_stage_cmd("train", path="stream", steps=args.steps, **common), env))
-        if n <= args.memory_max:
-            record(n, "train", "memory", "baseline",
-                   run_stage(_stage_cmd("train", path="memory", steps=args.steps, **common), env))
+        if "cache" in args.stages:
+            record(n, "cache", "build", "-", run_stage(_stage_cmd("cache", **common), env))
+        if "predict" in args.stages:
+            record(n, "predict", "stream", "baseline",
+                   run_stage(_stage_cmd("predict", path="stream", run=runs["baseline"], **common), env))
+            if n <= args.memory_max:
+                record(n, "predict", "memory", "baseline",
+                       run_stage(_stage_cmd("predict", path="memory", run=runs["baseline"], **common), env))
+            if n <= args.resnet_max:
+                record(n, "predict", "stream", "resnet50",
+                       run_stage(_stage_cmd("predict", path="stream", run=runs["resnet50"], **common), env))
+        if "train" in args.stages:
+            record(n, "train", "stream", "baseline",
+                   run_stage(_stage_cmd("train", path="stream", steps=args.steps, **common), env))
+            if n <= args.memory_max:
+                record(n, "train", "memory", "baseline",
+                       run_stage(_stage_cmd("train", path="memory", steps=args.steps, **common), env))
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {csv_path} and {md_path}")
     print(md_path.read_text())
@@ -289,6 +309,7 @@ def measure(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 60_000], help="numbers of galaxies")
+    p.add_argument("--stages", nargs="+", choices=STAGE_ORDER, default=STAGE_ORDER, help="what to measure")
     p.add_argument("--steps", type=int, default=10, help="timed training steps (batch 105)")
     p.add_argument("--memory-max", type=int, default=10_000,
                    help="largest N for the in-memory rows (they hold the whole cache in RAM: 2 GB at 10k)")
