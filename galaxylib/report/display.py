@@ -460,7 +460,7 @@ STYLES = [
     {"selector": "caption", "props": "caption-side: bottom; text-align: left; font-size: 11px; color: #555; "
                                      "padding-top: 4px;"},
 ]  # fmt: skip
-NUMERIC = r"^(—|[+\-]?[\d.,]+( ± [\d.]+)?|\[.*\]|[\d,]+ × \d+ px|[\d.]+%|\d+/\d+)$"  # what right-aligns
+NUMERIC = r"^(—|[+\-]?[\d.,]+( ± [\d.]+)?|[\d.]+e[+\-]\d+|\[.*\]|[\d,]+ × \d+ px|[\d.]+%|\d+/\d+)$"  # right-aligned
 
 
 def show(df: pd.DataFrame, kind: str = "table", caption: str | None = None):

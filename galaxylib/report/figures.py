@@ -25,11 +25,11 @@ def plot_history(histories: Mapping[str, pd.DataFrame], title: str, noise_floor:
     """The paper's Fig. 3 / 5: loss, RMSE and learning rate per epoch; training solid, validation dashed; the
     label-noise floor of the validation labels, when given, as a horizontal line under the RMSE curves.
 
-    The legend sits under the panels, never over the curves: one entry per run (its colour) and one per line
-    style."""
+    The legends sit under the panels, never over the curves: one row of line styles, then one entry per run
+    (its colour)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), layout="constrained")
     for i, h in enumerate(histories.values()):
@@ -39,12 +39,12 @@ def plot_history(histories: Mapping[str, pd.DataFrame], title: str, noise_floor:
             ax.plot(h["epoch"], h[f"val_{key}"], "--s", ms=3, color=colour)
         axes[2].plot(h["epoch"], h["lr"], "-o", ms=3, color=colour)
     epochs = sorted({int(e) for h in histories.values() for e in h["epoch"]})
-    handles = [Line2D([], [], color=f"C{i % 10}", lw=2.5, label=str(label)) for i, label in enumerate(histories)]
-    handles += [Line2D([], [], color="0.35", ls="-", marker="o", ms=3, label="training (augmented views)"),
-                Line2D([], [], color="0.35", ls="--", marker="s", ms=3, label="validation (one centre crop)")]
+    runs = [Line2D([], [], color=f"C{i % 10}", lw=2.5, label=str(label)) for i, label in enumerate(histories)]
+    styles = [Line2D([], [], color="0.35", ls="-", marker="o", ms=3, label="training (augmented views)"),
+              Line2D([], [], color="0.35", ls="--", marker="s", ms=3, label="validation (one centre crop)")]
     if noise_floor is not None and math.isfinite(noise_floor):
         axes[1].axhline(noise_floor, color="k", ls=":", lw=1)
-        handles.append(Line2D([], [], color="k", ls=":", lw=1, label=f"label-noise floor {noise_floor:.4f}"))
+        styles.append(Line2D([], [], color="k", ls=":", lw=1, label=f"label-noise floor {noise_floor:.4f}"))
     for ax, name in zip(axes, ("MSE loss", "RMSE", "learning rate"), strict=True):
         ax.set_xlabel("epoch")
         ax.set_title(name, fontsize=10)
@@ -54,14 +54,36 @@ def plot_history(histories: Mapping[str, pd.DataFrame], title: str, noise_floor:
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_yscale("log")
-    axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axes[0].yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}".lstrip("0.")[:1] in "25"
-                                                    else ""))
+    _plain_log_labels(axes[0])
     axes[2].ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8,
-               frameon=False)
+    # under the panels: the line styles in one row, the runs (colours) in rows below; a legend fills its columns
+    # first, so the rows are laid out as a grid, padded with blank entries, and handed over column by column
+    ncols = max(len(styles), min(len(runs), 5))
+    blank = Line2D([], [], alpha=0, label=" ")
+    grid = [styles + [blank] * (ncols - len(styles))]
+    grid += [runs[i:i + ncols] + [blank] * (ncols - len(runs[i:i + ncols])) for i in range(0, len(runs), ncols)]
+    handles = [row[c] for c in range(ncols) for row in grid]
+    fig.legend(handles=handles, labels=[h.get_label() for h in handles], loc="outside lower center", ncols=ncols,
+               fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _plain_log_labels(ax) -> None:
+    """Tick labels of a log-scale y axis as plain numbers (0.05, not 5 x 10^-2): every tick on a short axis, on
+    longer ones the powers of ten and the 2s and 5s (and 3s) between them, so that labels never crowd."""
+    from matplotlib.ticker import FuncFormatter
+
+    def label(value: float, _pos) -> str:
+        low, high = ax.get_ylim()
+        span = high / low if low > 0 else math.inf
+        shown = "123456789" if span < 3 else "1235" if span < 10 else "125"  # leading digits that get a label
+        if f"{value:.1e}"[0] not in shown:
+            return ""
+        return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"  # 1,000, not 1e+03
+
+    ax.yaxis.set_major_formatter(FuncFormatter(label))
+    ax.yaxis.set_minor_formatter(FuncFormatter(label))
 
 
 def _tick_labels(table: pd.DataFrame, with_images: bool = False) -> list[str]:
@@ -89,7 +111,6 @@ def plot_model_comparison(table: pd.DataFrame, title: str):
     never in one panel: different machines and images. Every panel's title names its data and machine.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
 
     from galaxylib.report.display import common_value
     from galaxylib.report.provenance import PAPER_DATA, PAPER_MACHINE, comparable_with_paper
@@ -156,12 +177,10 @@ def plot_model_comparison(table: pd.DataFrame, title: str):
         ax.set_xticks(x, list(table["Model"]), rotation=30, ha="right", fontsize=8)
     else:
         ax.axis("off")
-    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 20, not 2 x 10^1
-    some = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else "")  # 2, 5, 20, 50: not every minor
     for ax in axes[1]:
         ax.set_ylabel("seconds per epoch (log scale)")
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(some)
+        if ax.get_yscale() == "log":
+            _plain_log_labels(ax)
         ax.tick_params(axis="y", which="minor", labelsize=7)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=10)
