@@ -374,7 +374,7 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".5f", formats: Mapping[str, s
         if str(column) == "Total s" or str(column).endswith(("s / epoch", "runtime_s", "seconds_per_epoch")):
             formats.setdefault(column, SECONDS_FORMAT)
     fmts = [formats.get(c, floatfmt) for c in df.columns]
-    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    header = "| " + " | ".join(str(c).replace("|", "\\|") for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     body = ["| " + " | ".join(_cell(v, f) for v, f in zip(row, fmts, strict=True)) + " |"
             for row in df.itertuples(index=False)]
