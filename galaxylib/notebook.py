@@ -14,9 +14,13 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from galaxylib.errors import UserError
-from galaxylib.experiments import get_profile
-from galaxylib.reproduce import Outputs, ensure_data, outputs
+# tqdm.auto, imported by the modules below, warns once in a kernel without ipywidgets; its bars are off in
+# notebooks anyway (they show only in terminals), so the warning would be the first output of every notebook
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+from galaxylib.errors import UserError  # noqa: E402
+from galaxylib.experiments import get_profile  # noqa: E402
+from galaxylib.reproduce import Outputs, ensure_data, outputs  # noqa: E402
 
 
 def quiet_known_warnings() -> None:

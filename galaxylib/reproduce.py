@@ -300,7 +300,10 @@ def _kernel_manager_class():
 
         @property
         def kernel_spec(self) -> KernelSpec:
-            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            # --log-level=ERROR: the kernel's own log would warn, once per notebook, that it talks to papermill
+            # over unencrypted TCP; both ends are this process's children on 127.0.0.1
+            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                                    "--log-level=ERROR"],
                               display_name="Python 3 (galaxylib)", language="python", resource_dir="")
 
     return ThisInterpreter

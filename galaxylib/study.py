@@ -165,8 +165,10 @@ def run_study(name: str, experiments: Sequence[str], *, data_dirs: Sequence[str 
         tables["noise_floor_holdout"] = (report.noise_floor_table(held_evidence),
                                          "The label-noise floor of the held-out labels (40 votes; a lower bound).")
     tables_dir.mkdir(parents=True, exist_ok=True)
+    kinds = {"scores": "scores", "claims": "claims", "claims_holdout": "claims", "holdout": "heldout",
+             "noise_floor": "noise_floor", "noise_floor_holdout": "noise_floor"}  # how each .md reads
     for table_name, (table, caption) in tables.items():
-        report.save_table(table, tables_dir, table_name, f"{caption} {line}. {caveat}")
+        report.save_table(table, tables_dir, table_name, f"{caption} {line}. {caveat}", kind=kinds[table_name])
     if held is not None:
         pd.DataFrame({tree.ID_COLUMN: held.ids}).to_csv(tables_dir / HOLDOUT_IDS, index=False)
     seconds = time.perf_counter() - start

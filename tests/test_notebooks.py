@@ -4,6 +4,7 @@ import ast
 import io
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -184,6 +185,71 @@ def test_smoke_reproduce_renders_every_notebook_with_tables_and_figures(smoke):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 5000, figure
     summary = json.loads((out / "reproduce.json").read_text())
     assert list(summary["seconds"]) == list(reproduce.NOTEBOOKS)
+
+
+MAX_NOTEBOOK_BYTES = 3_000_000  # the galaxy and CAM figures are most of it (00: ~1.9 MB of synthetic galaxies)
+PROGRESS_BAR = re.compile(r"\d+%\|")  # tqdm's "45%|####  |"
+
+
+def _text_outputs(nb) -> list[tuple[str, str]]:
+    """(kind, text) of every output that is not an image: streams by their name, rich outputs by mime type."""
+    found = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream":
+                found.append((output.name, output.text))
+            elif output.output_type == "error":
+                found.append(("error", f"{output.ename}: {output.evalue}"))
+            else:
+                found += [(mime, str(value)) for mime, value in output.get("data", {}).items()
+                          if not mime.startswith("image/")]  # fmt: skip
+    return found
+
+
+@pytest.mark.slow
+def test_rendered_notebooks_are_small_clean_and_name_no_machine_folders(smoke, cache_dir):
+    """What a reader (or git) gets: no progress-bar redraws, no warnings or anything else on stderr, at most one
+    line per epoch and per run plus a little, a bounded file size, and none of this machine's folders."""
+    rc, out = smoke
+    assert rc == 0
+    runs = [resolve(e, "smoke", seed=s) for e in EXPERIMENTS for s in PROFILES["smoke"].seeds_of(e)]
+    budget = sum(cfg.epochs + 2 for cfg in runs) + 15  # an epoch line each, a start or "reused" line, a summary
+    machine = {"results dir": str(out.parent.resolve()), "cache dir": str(cache_dir.resolve()),
+               "repo root": str(ROOT)}  # fmt: skip
+    if len(Path.home().parts) > 1:
+        machine["home folder"] = str(Path.home())
+    for name in reproduce.NOTEBOOKS:
+        path = out / "notebooks" / f"{name}.ipynb"
+        assert path.stat().st_size < MAX_NOTEBOOK_BYTES, f"{name}: {path.stat().st_size:,} bytes"
+        nb = nbformat.read(path, as_version=4)
+        outputs = _text_outputs(nb)
+        streams = [text for kind, text in outputs if kind in ("stdout", "stderr")]
+        assert not [text for kind, text in outputs if kind in ("stderr", "error")], f"{name}: stderr or an error"
+        assert not any("\r" in t or PROGRESS_BAR.search(t) for t in streams), f"{name}: a progress bar"
+        assert not any("Warning" in t for _, t in outputs), f"{name}: a warning in the outputs"
+        lines = sum(len(t.splitlines()) for t in streams)
+        assert lines <= budget, f"{name}: {lines} lines of output (at most {budget})"
+        sources = "\n".join(c.source for c in nb.cells)
+        text = sources + "\n".join(t for _, t in outputs)
+        for what, folder in machine.items():
+            assert folder not in text, f"{name}: names the {what} {folder}"
+        assert "<results>" in sources and "<cache>" in sources  # the injected parameters, scrubbed
+
+
+def test_scrub_paths_replaces_this_machines_folders_most_specific_first(tmp_path, monkeypatch):
+    """The folders a rendered notebook may mention (results inside the clone, the cache, home) by short names."""
+    monkeypatch.setenv("GALAXYLIB_CACHE_DIR", str(tmp_path / "cache"))
+    results = ROOT / "results"  # the default: inside the clone, so "<results>" must win over "<repo>"
+    found = reproduce.machine_paths(results)
+    assert found[str(results.resolve())] == "<results>" and found[str(ROOT)] == "<repo>"
+    assert found[str((tmp_path / "cache").resolve())] == "<cache>" and found[str(Path.home())] == "~"
+    notebook = tmp_path / "nb.ipynb"
+    notebook.write_text(json.dumps({"text": [f"{results}/quick/runs/baseline-seed1", f"{tmp_path}/cache/synthetic",
+                                             f"{ROOT}/galaxylib/train.py", f"{Path.home()}/.torch"]}))
+    reproduce.scrub_paths(notebook, found)
+    assert json.loads(notebook.read_text())["text"] == [
+        "<results>/quick/runs/baseline-seed1", "<cache>/synthetic", "<repo>/galaxylib/train.py", "~/.torch"]
+    assert reproduce.short_path(f"{tmp_path}/cache/synthetic/n120", found) == "<cache>/synthetic/n120"
 
 
 def _runs_of(out, row) -> list[dict]:

@@ -1,6 +1,7 @@
 """Tables from metrics files: our numbers beside the paper's, the difference, provenance in every caption."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -155,3 +156,169 @@ def test_leading_answers():
     labels[tree.COLUMNS.index("Class4.1")] = 0.5
     labels[tree.COLUMNS.index("Class6.2")] = 0.9  # Q6 is asked of everyone: not a leading answer
     assert report.leading_answers(labels) == ["Q1 features or disk 0.70", "Q4 yes 0.50"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# tables for reading (report.display)
+
+DECIMALS = re.compile(r"\d\.(\d+)")
+
+
+def _cells(table: pd.DataFrame) -> list[str]:
+    return [str(v) for v in table.to_numpy().ravel()]
+
+
+def _assert_readable(table: pd.DataFrame, max_decimals: int = 5):
+    for cell in _cells(table):
+        assert cell.strip() and cell.strip().lower() not in ("nan", "none", "<na>"), f"empty cell {cell!r}"
+        assert all(len(d) <= max_decimals for d in DECIMALS.findall(cell)), f"unrounded {cell!r}"
+    headers = [c for level in (table.columns.levels if isinstance(table.columns, pd.MultiIndex) else [table.columns])
+               for c in level]  # fmt: skip
+    assert not [h for h in headers if re.search(r"[a-z]_[a-z]", str(h))], "snake_case header"
+
+
+def _scores(runs, source: str):
+    metrics = {}
+    for e, d in runs.items():
+        m = RunDir(d).metrics()
+        m["data_source"] = source
+        metrics[e] = [m, {**m, "val_rmse_tta": m["val_rmse_tta"] + 0.002, "seed": 2}]  # two seeds
+    metrics["baseline_tree"] = [dict(metrics["baseline"][0], experiment="baseline_tree")]  # not in the paper
+    return report.scores_table(metrics, report.load_paper_reference(), [*report.TABLE_II, "baseline_tree"])
+
+
+def test_readable_scores_keep_the_papers_numbers_apart_unless_the_data_is_full_kaggle(runs):
+    for source in ("synthetic", "Kaggle sample"):
+        table = report.readable(_scores(runs, source), "scores")
+        _assert_readable(table)
+        groups = {g for g, _ in table.columns}
+        ours = next(g for g in groups if g.startswith("Ours"))
+        assert f"{source} data" in ours and "smoke profile" in ours and "x86_64 (2 cores)" in ours
+        paper = next(g for g in groups if g.startswith("Paper"))
+        assert "full Kaggle" in paper and "RTX A6000" in paper
+        assert not any("−" in name or "-" in name for _, name in table.columns if "paper" in name.lower()), (
+            "no difference column beside unlike data")
+        assert (paper, "s / epoch") in table.columns and (ours, "s / epoch") in table.columns  # one machine each
+        row = table[table[("", "Model")] == "Baseline"].iloc[0]
+        assert row[(ours, "Val RMSE (TTA), mean ± sd over seeds")] == "0.12440 ± 0.00141"  # 0.1234, 0.1254
+        assert row[(paper, "RMSE (Kaggle private LB)")] == "0.07742" and row[(ours, "Training images")] == "86 × 16 px"
+        tree_row = table[table[("", "Model")].str.startswith("Baseline + decision-tree")].iloc[0]
+        assert tree_row[(paper, "RMSE (Kaggle private LB)")] == report.DASH
+        assert any("no such row" in n for n in table.attrs["notes"])  # every dash says why
+        assert any("not compared" in n for n in table.attrs["notes"])
+    full = report.readable(_scores(runs, "full Kaggle"), "scores")
+    _assert_readable(full)
+    diff = full[("", "Ours − paper (RMSE)")]
+    assert diff.iloc[0] == f"{0.1244 - 0.07742:+.5f}"
+
+
+def test_readable_paper_reference_names_both_resnet50_rows_and_has_no_nan():
+    table = report.readable(report.paper_table(report.load_paper_reference(), report.TABLE_II), "paper")
+    _assert_readable(table)
+    models = table[("", "Model")].tolist()
+    assert "ResNet50 (from scratch)" in models and "ResNet50 (ImageNet)" in models and len(set(models)) == len(models)
+    group = next(g for g, _ in table.columns if g)
+    assert table.loc[models.index("ResNet50 (from scratch)"), (group, "Pretrained on")] == "none (from scratch)"
+    assert table.loc[models.index("ConvNeXt Large"), (group, "s / epoch")] == "1,500.0"
+    assert any("30 epochs" in n for n in table.attrs["notes"])  # DINOv2's runtime note
+    md = report.markdown(report.paper_table(report.load_paper_reference(), report.TABLE_II), "paper")
+    assert "nan" not in md.lower() and not re.search(r"[a-z]_[a-z]", md.splitlines()[0])
+
+
+def test_readable_claims_drop_the_paper_in_ci_column_unless_comparable():
+    claims = pd.DataFrame({
+        "Claim": ["CBAM improves the baseline", "DINOv2 is the best of all"], "A": ["x", "y"], "B": ["z", "w"],
+        "Paper A": [0.07693, 0.07251], "Paper B": [0.07742, None], "Paper difference": [-0.00049, np.nan],
+        "Ours A": [0.12, None], "Ours B": [0.121, None], "Ours difference": [-0.001234567, None],
+        "95% CI low": [-0.0021, None], "95% CI high": [0.0003, None], "Paper diff in CI": [True, None],
+        "Galaxies": pd.array([120, None], dtype="Int64"), "Seeds (a/b)": ["3/3", None],
+        "Verdict": [report.NOT_RESOLVED, report.NOT_RUN], "Why": ["Table I", "no runs"],
+        "Data": ["synthetic"] * 2, "Profile": ["quick"] * 2,
+    })  # fmt: skip
+    table = report.readable(claims, "claims")
+    _assert_readable(table)
+    assert not any("our CI" in name for _, name in table.columns)
+    ours = next(g for g, _ in table.columns if g.startswith("Ours"))
+    assert table.loc[0, (ours, "a − b")] == "-0.00123" and table.loc[0, (ours, "95% CI (paired)")] == (
+        "[-0.00210, +0.00030]")
+    assert table.loc[1, (ours, "a − b")] == report.DASH and len(table.attrs["notes"]) == 2
+    claims["Data"] = "full Kaggle"
+    assert table.shape[1] + 1 == report.readable(claims, "claims").shape[1]
+
+
+def test_show_is_a_styler_without_index_with_its_notes(runs):
+    styler = report.show(_scores(runs, "synthetic"), kind="scores")
+    html = styler.to_html()
+    assert "Training images" in html and "0.07742" in html and "nan" not in html.lower()
+    assert "the paper has no such row" in html  # the notes under the table
+    assert 'class="row_heading' not in html  # no index column
+    with pytest.raises(ValueError, match="unknown table kind"):
+        report.readable(_scores(runs, "synthetic"), "nonsense")
+
+
+def test_saved_markdown_is_the_reading_table_and_the_csv_keeps_every_column(runs, tmp_path):
+    scores = _scores(runs, "synthetic")
+    csv_path, md_path = report.save_table(scores, tmp_path, "scores", "Caption. data: synthetic", kind="scores")
+    assert list(pd.read_csv(csv_path).columns) == list(scores.columns)  # "Ours - paper" too: code reads it
+    md = md_path.read_text()
+    assert md.startswith("Caption. data: synthetic\n\n| Model |")
+    assert "Ours - paper" not in md and "Ours − paper" not in md and "| Paper: RMSE (Kaggle private LB) |" in md
+    assert not re.search(r"\d\.\d{6,}", md) and "nan" not in md.lower()
+    back, caption = report.load_table(tmp_path, "scores")
+    assert caption == "Caption. data: synthetic" and back["Val RMSE (TTA)"].tolist() == pytest.approx(
+        scores["Val RMSE (TTA)"].tolist(), rel=1e-12)
+
+
+def test_generic_and_per_question_tables_read_well():
+    labels = np.zeros((3, 37))
+    labels[:, 0] = 1.0
+    labels[:, tree.COLUMNS.index("Class6.2")] = 1.0
+    split = report.readable(report.split_table(labels, np.array([0, 1]), np.array([2])))
+    assert split.loc[0, "Q1 smooth"] == "100.0%" and split.loc[0, "Galaxies"] == "2"
+    per_q = pd.DataFrame({"Model": ["Baseline", "label-noise floor (40 votes)"], "Experiment": ["baseline", ""],
+                          "Seeds": pd.array([3, None], dtype="Int64"),
+                          **{f"Q{q.number}": [0.123456, 0.04] for q in tree.QUESTIONS}, "all": [0.12, 0.041]})
+    table = report.readable(per_q, "per_question")
+    _assert_readable(table, max_decimals=4)
+    assert "Experiment" not in table.columns and table.loc[1, "Seeds"] == report.DASH
+    assert table.loc[0, "Q1"] == "0.1235" and any("Q11" in n for n in table.attrs["notes"])
+
+
+def test_summary_in_words_names_the_setting_and_no_paper_difference_off_kaggle(runs):
+    text = report.summarise_scores(_scores(runs, "synthetic"))
+    assert "synthetic data, smoke profile" in text and "**Best row.** DINOv2" in text
+    assert "paper's score for it" not in text and "not compared" in text
+    assert "ResNet50: pretrained weights not found" in text.replace(", ResNet50", "ResNet50")
+    assert "paper's score for it" in report.summarise_scores(_scores(runs, "full Kaggle"))
+
+
+def test_comparison_figure_sets_the_papers_bars_beside_ours_only_on_full_kaggle(runs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.container import BarContainer
+
+    for source, bar_groups in (("synthetic", 1), ("full Kaggle", 2)):
+        fig = report.plot_model_comparison(_scores(runs, source).iloc[:-1], "comparison")
+        ours_rmse, right, ours_time, paper_time = fig.axes
+        bars = [c for c in ours_rmse.containers if isinstance(c, BarContainer)]
+        assert len(bars) == bar_groups  # ours alone, or ours and the paper's
+        assert "seconds per epoch" in ours_time.get_title() and "x86_64 (2 cores)" in ours_time.get_title()
+        assert "RTX A6000" in paper_time.get_title()
+        assert ("not comparable" in right.get_title()) == (source == "synthetic")
+
+
+def test_history_legend_sits_outside_the_axes(runs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = report.plot_history({"a": RunDir(runs["baseline"]).history(), "b": RunDir(runs["resnet50"]).history()},
+                              "title", noise_floor=0.04)
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    fig.canvas.draw()
+    legend = fig.legends[0].get_window_extent()
+    for ax in fig.axes:
+        assert not legend.overlaps(ax.get_window_extent()), "the legend covers a panel"
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"a", "b", "training (augmented views)", "validation (one centre crop)"} <= set(texts)
+    assert any("noise floor" in t for t in texts)

@@ -3,6 +3,7 @@
 provenance  what the data, profile, device and weights were (every caption and title carries it)
 tables      our metrics beside the paper's numbers (CSV for code, captioned Markdown for reading), over seeds,
             with intervals and the label-noise floor
+display     those tables for reading: rounded, human headers, the paper's apart from ours unless comparable (show)
 evidence    the runs' per-galaxy predictions and the labels, which the intervals and claims are computed from
 claims      each comparison the paper makes, with our paired interval and a verdict in words
 figures     training histories, model comparison, galaxies, views, AblationCAM grids
@@ -18,11 +19,13 @@ from galaxylib.report.claims import (
     SUPPORTED,
     VERDICTS,
     Claim,
+    claims_headline,
     claims_table,
     summarise_claims,
     verdict,
     verdict_counts,
 )
+from galaxylib.report.display import DASH, markdown, readable, show, summarise_scores, to_markdown
 from galaxylib.report.evidence import ONE_VIEW, TTA, Evidence, RowRuns, collect_evidence, read_predictions
 from galaxylib.report.figures import (
     leading_answers,
@@ -36,8 +39,11 @@ from galaxylib.report.figures import (
     to_rgb,
 )
 from galaxylib.report.provenance import (
+    FULL_KAGGLE,
+    PAPER_MACHINE,
     Provenance,
     common_provenance,
+    comparable_with_paper,
     data_caveat,
     pretrained_label,
     provenance_of,
@@ -49,16 +55,25 @@ from galaxylib.report.tables import (
     constraint_table,
     heldout_table,
     load_paper_reference,
+    load_table,
     noise_floor_table,
     paper_table,
     per_question_table,
     save_table,
     scores_table,
     split_table,
-    to_markdown,
 )
 
 __all__ = [
+    "DASH",
+    "FULL_KAGGLE",
+    "PAPER_MACHINE",
+    "comparable_with_paper",
+    "markdown",
+    "readable",
+    "show",
+    "summarise_scores",
+    "load_table",
     "ABLATIONS",
     "CLAIMS_RULE",
     "CONTRADICTED",
@@ -72,6 +87,7 @@ __all__ = [
     "Claim",
     "Evidence",
     "RowRuns",
+    "claims_headline",
     "claims_table",
     "collect_evidence",
     "noise_floor_table",

@@ -288,6 +288,15 @@ def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
     return {v: int(counts.get(v, 0)) for v in VERDICTS}
 
 
+def claims_headline(table: pd.DataFrame) -> str:
+    """One sentence: how many of the claims got each verdict, e.g. "Of the paper's 7 claims, 1 is supported, ..."."""
+    counts = {v: n for v, n in verdict_counts(table).items() if n}
+    parts = [f"{n} {'is' if n == 1 else 'are'} {v}" if v != NOT_RUN else f"{n} {'was' if n == 1 else 'were'} {v}"
+             for v, n in counts.items()]  # fmt: skip
+    listed = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] if parts else "none was tested"
+    return f"Of the {len(table)} claims (the paper's and our ablation's), {listed}."
+
+
 CLAIMS_RULE = ("Differences are a - b in RMSE (negative: a is better). Verdict: supported if the paired-bootstrap "
                "95% interval (galaxies and seeds resampled) excludes 0 on the paper's side, contradicted if it "
                "excludes 0 on the other side, not resolved at this scale if it contains 0 or the rows share fewer "
@@ -301,7 +310,7 @@ def _numbers(row: pd.Series) -> str:
     pct = next(c for c in row.index if str(c).endswith("CI low")).replace(" CI low", "")
     ours = (f"ours {row['Ours difference']:+.5f}, {pct} CI [{row[f'{pct} CI low']:+.5f}, "
             f"{row[f'{pct} CI high']:+.5f}], {row['Galaxies']} galaxies, seeds {row['Seeds (a/b)']}")  # fmt: skip
-    paper = "" if pd.isna(row["Paper difference"]) else f"; paper {row['Paper difference']:+.5f}"
+    paper = "" if pd.isna(row["Paper difference"]) else f"; the paper's, on its data: {row['Paper difference']:+.5f}"
     return ours + paper
 
 

@@ -23,70 +23,167 @@ def save_figure(fig, out_dir: str | Path, name: str) -> Path:
 
 def plot_history(histories: Mapping[str, pd.DataFrame], title: str, noise_floor: float | None = None):
     """The paper's Fig. 3 / 5: loss, RMSE and learning rate per epoch; training solid, validation dashed; the
-    label-noise floor of the validation labels, when given, as a horizontal line under the RMSE curves."""
-    import matplotlib.pyplot as plt
+    label-noise floor of the validation labels, when given, as a horizontal line under the RMSE curves.
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for i, (label, h) in enumerate(histories.items()):
-        colour = f"C{i}"
+    The legends sit under the panels, never over the curves: one row of line styles, then one entry per run
+    (its colour)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), layout="constrained")
+    for i, h in enumerate(histories.values()):
+        colour = f"C{i % 10}"
         for ax, key in zip(axes[:2], ("loss", "rmse"), strict=True):
-            ax.plot(h["epoch"], h[f"train_{key}"], "-o", ms=3, color=colour, label=f"{label} train")
-            ax.plot(h["epoch"], h[f"val_{key}"], "--s", ms=3, color=colour, label=f"{label} validation")
-        axes[2].plot(h["epoch"], h["lr"], "-o", ms=3, color=colour, label=label)
+            ax.plot(h["epoch"], h[f"train_{key}"], "-o", ms=3, color=colour)
+            ax.plot(h["epoch"], h[f"val_{key}"], "--s", ms=3, color=colour)
+        axes[2].plot(h["epoch"], h["lr"], "-o", ms=3, color=colour)
+    epochs = sorted({int(e) for h in histories.values() for e in h["epoch"]})
+    runs = [Line2D([], [], color=f"C{i % 10}", lw=2.5, label=str(label)) for i, label in enumerate(histories)]
+    styles = [Line2D([], [], color="0.35", ls="-", marker="o", ms=3, label="training (augmented views)"),
+              Line2D([], [], color="0.35", ls="--", marker="s", ms=3, label="validation (one centre crop)")]
     if noise_floor is not None and math.isfinite(noise_floor):
-        axes[1].axhline(noise_floor, color="k", ls=":", lw=1, label=f"label-noise floor {noise_floor:.4f}")
+        axes[1].axhline(noise_floor, color="k", ls=":", lw=1)
+        styles.append(Line2D([], [], color="k", ls=":", lw=1, label=f"label-noise floor {noise_floor:.4f}"))
     for ax, name in zip(axes, ("MSE loss", "RMSE", "learning rate"), strict=True):
         ax.set_xlabel("epoch")
-        ax.set_title(name)
+        ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
+        if len(epochs) <= 15:  # every epoch a tick (MaxNLocator falls back to fractions below 2 integers)
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_yscale("log")
+    _plain_log_labels(axes[0])
     axes[2].ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    axes[1].legend(fontsize=7)
+    # under the panels: the line styles in one row, the runs (colours) in rows below; a legend fills its columns
+    # first, so the rows are laid out as a grid, padded with blank entries, and handed over column by column
+    ncols = max(len(styles), min(len(runs), 5))
+    blank = Line2D([], [], alpha=0, label=" ")
+    grid = [styles + [blank] * (ncols - len(styles))]
+    grid += [runs[i:i + ncols] + [blank] * (ncols - len(runs[i:i + ncols])) for i in range(0, len(runs), ncols)]
+    handles = [row[c] for c in range(ncols) for row in grid]
+    fig.legend(handles=handles, labels=[h.get_label() for h in handles], loc="outside lower center", ncols=ncols,
+               fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
+def _plain_log_labels(ax) -> None:
+    """Tick labels of a log-scale y axis as plain numbers (0.05, not 5 x 10^-2): every tick on a short axis, on
+    longer ones the powers of ten and the 2s and 5s (and 3s) between them, so that labels never crowd."""
+    from matplotlib.ticker import FuncFormatter
+
+    def label(value: float, _pos) -> str:
+        low, high = ax.get_ylim()
+        span = high / low if low > 0 else math.inf
+        shown = "123456789" if span < 3 else "1235" if span < 10 else "125"  # leading digits that get a label
+        if f"{value:.1e}"[0] not in shown:
+            return ""
+        return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"  # 1,000, not 1e+03
+
+    ax.yaxis.set_major_formatter(FuncFormatter(label))
+    ax.yaxis.set_minor_formatter(FuncFormatter(label))
+
+
+def _tick_labels(table: pd.DataFrame, with_images: bool = False) -> list[str]:
+    """Model names for the x axis; a row that missed its pretrained weights says so, and with `with_images` each
+    says what it trained on (the seconds per epoch depend on it)."""
+    labels = []
+    for _, row in table.iterrows():
+        label = str(row["Model"])
+        if str(row.get("Pretrained", "")).startswith("no ("):
+            label += "\n(random init)"
+        if with_images and not pd.isna(row.get("Train galaxies")) and not pd.isna(row.get("Image px")):
+            label += f"\n{int(row['Train galaxies']):,} x {int(row['Image px'])} px"
+        labels.append(label)
+    return labels
+
+
 def plot_model_comparison(table: pd.DataFrame, title: str):
-    """Our validation RMSE (TTA, mean over seeds, with the 95 % interval over galaxies where the table has one)
-    and seconds per epoch beside the paper's, one bar pair per model; the mean predictor and the label-noise
-    floor of each row's validation labels as horizontal marks (the floor also as a line when the rows share it)."""
+    """Our scores and times, and the paper's, one panel per kind of number (a scores_table as input).
+
+    Top left: our validation RMSE (TTA, mean over seeds, the 95 % interval over galaxies where the table has
+    one), with the mean predictor and the label-noise floor as marks. Top right: the paper's leaderboard RMSE in
+    its own panel, unless our data is the full Kaggle set (provenance.comparable_with_paper): then the paper's
+    bars stand beside ours on the left and the right panel shows ours minus the paper's. Bottom: seconds per
+    epoch, ours on this machine (each bar labelled with its training images) and the paper's on its RTX A6000,
+    never in one panel: different machines and images. Every panel's title names its data and machine.
+    """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    from galaxylib.report.display import common_value
+    from galaxylib.report.provenance import PAPER_DATA, PAPER_MACHINE, comparable_with_paper
+
+    data, profile, device = common_value(table, "Data"), common_value(table, "Profile"), common_value(table, "Device")
+    comparable = comparable_with_paper(data)
+    has_paper = "Paper score" in table and table["Paper score"].notna().any()
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5), layout="constrained")
     x = np.arange(len(table))
-    pairs = zip(table["Model"], table["Pretrained"], strict=True)
-    labels = [f"{m}\n({p})" if str(p).startswith("no (") else m for m, p in pairs]
-    for ax, ours, theirs, name in ((axes[0], "Val RMSE (TTA)", "Paper score", "RMSE"),
-                                   (axes[1], "s / epoch", "Paper s / epoch", "seconds per epoch")):
-        values = table[ours].astype(float)
-        ci = [c for c in table.columns if str(c).endswith("CI low")] if name == "RMSE" else []
-        errors = None
-        if ci:
-            low, high = table[ci[0]].astype(float), table[ci[0].replace("low", "high")].astype(float)
-            errors = np.vstack([values - low, high - values])
-        ax.bar(x - 0.2, values, 0.4, yerr=errors, capsize=3, label=f"ours ({name})")
-        if name == "RMSE":  # the bar every model must clear: each answer's training mean
-            ax.scatter(x - 0.2, table["Mean-predictor RMSE"].astype(float), marker="_", s=400, color="k",
-                       zorder=3, label="ours: mean predictor")
-            if "Noise floor" in table and table["Noise floor"].notna().any():
-                floors = table["Noise floor"].astype(float)
-                ax.scatter(x - 0.2, floors, marker="_", s=400, color="C3", zorder=3,
-                           label="label-noise floor (40 votes)")
-                if floors.nunique() == 1:
-                    ax.axhline(float(floors.iloc[0]), color="C3", ls=":", lw=1)
-        if theirs in table:
-            ax.bar(x + 0.2, table[theirs].astype(float), 0.4, label=f"paper ({name})", color="grey")
-        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-        ax.set_title(name)
+    names = _tick_labels(table)
+    ours = table["Val RMSE (TTA)"].astype(float)
+    errors = None
+    low = next((c for c in table.columns if str(c).endswith("CI low")), None)
+    if low is not None:
+        lo, hi = table[low].astype(float), table[low.replace("low", "high")].astype(float)
+        errors = np.vstack([ours - lo, hi - ours])
+    ax = axes[0, 0]
+    width = 0.4 if comparable and has_paper else 0.6
+    shift = -0.2 if comparable and has_paper else 0.0
+    ax.bar(x + shift, ours, width, yerr=errors, capsize=3, color="C0", label="ours (95% interval over galaxies)")
+    ax.scatter(x + shift, table["Mean-predictor RMSE"].astype(float), marker="_", s=500, color="k", zorder=3,
+               label="mean predictor (each answer's training mean)")
+    if "Noise floor" in table and table["Noise floor"].notna().any():
+        ax.scatter(x + shift, table["Noise floor"].astype(float), marker="_", s=500, color="C3", zorder=3,
+                   label="label-noise floor (40 votes)")
+    if comparable and has_paper:
+        ax.bar(x + 0.2, table["Paper score"].astype(float), 0.4, color="0.6", label="paper (Kaggle private LB)")
+    ax.set_title(f"Ours: validation RMSE (16-view TTA, mean over seeds)\n{data} data, {profile} profile"
+                 + (", beside the paper's" if comparable and has_paper else ""), fontsize=9)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend above the bars
+    ax.legend(fontsize=7, loc="upper left", ncols=2)
+    ax = axes[0, 1]
+    if not has_paper:
+        ax.axis("off")
+    elif comparable:
+        diff = table["Ours - paper"].astype(float)
+        ax.bar(x, diff, 0.6, color=np.where(diff > 0, "C3", "C2"))
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_title("Ours minus the paper's RMSE (negative: ours is lower)", fontsize=9)
+    else:
+        paper = table["Paper score"].astype(float)
+        bars = ax.bar(x, paper, 0.6, color="0.6")
+        ax.bar_label(bars, fmt="%.5f", fontsize=7, padding=2)
+        finite = paper.dropna()
+        ax.set_ylim(finite.min() * 0.97, finite.max() * 1.015)  # its differences are ~1 %: zoomed in
+        ax.set_title(f"The paper's RMSE (Kaggle private leaderboard), its own numbers\n{PAPER_DATA}: not "
+                     "comparable with ours (left)", fontsize=9)
+    for ax, ticks in zip(axes[0], (names, list(table["Model"])), strict=True):  # the paper's rows as it names them
+        ax.set_xticks(x, ticks, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("RMSE")
         ax.grid(axis="y", alpha=0.3)
-    axes[1].set_yscale("log")
-    axes[0].set_ylim(0, axes[0].get_ylim()[1] * 1.4)  # room above the bars for the legend
-    axes[1].set_ylim(top=axes[1].get_ylim()[1] * 30)
-    for ax in axes:
-        ax.legend(fontsize=8, loc="upper left", ncols=3)
+    ax = axes[1, 0]
+    if "s / epoch" in table and table["s / epoch"].notna().any():
+        ax.bar(x, table["s / epoch"].astype(float), 0.6, color="C1")
+        ax.set_yscale("log")
+    ax.set_title(f"Ours: seconds per epoch (median over seeds) on {device}\neach row on its own training "
+                 "images (under its name)", fontsize=9)
+    ax.set_xticks(x, _tick_labels(table, with_images=True), rotation=30, ha="right", fontsize=8)
+    ax = axes[1, 1]
+    if has_paper and "Paper s / epoch" in table:
+        ax.bar(x, table["Paper s / epoch"].astype(float), 0.6, color="0.6")
+        ax.set_yscale("log")
+        ax.set_title(f"The paper's seconds per epoch on {PAPER_MACHINE}\n{PAPER_DATA}", fontsize=9)
+        ax.set_xticks(x, list(table["Model"]), rotation=30, ha="right", fontsize=8)
+    else:
+        ax.axis("off")
+    for ax in axes[1]:
+        ax.set_ylabel("seconds per epoch (log scale)")
+        if ax.get_yscale() == "log":
+            _plain_log_labels(ax)
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 from galaxylib.experiments import EXPERIMENTS
 
+FULL_KAGGLE = "full Kaggle"  # what galaxylib.data.data_source calls all 61,578 labelled training galaxies
+PAPER_DATA = "full Kaggle data, 55,420 training galaxies at 128 / 224 px"  # the paper's setting, for labels
+PAPER_MACHINE = "one RTX A6000"  # the paper's GPU (its section 3: an AMD 5975WX CPU and an RTX A6000 48 GB)
+
 
 @dataclass(frozen=True)
 class Provenance:
@@ -27,13 +31,24 @@ class Provenance:
     def caveat(self) -> str:
         return data_caveat(self.data_source, self.profile)
 
+    @property
+    def comparable(self) -> bool:
+        """Whether our scores may stand beside the paper's (comparable_with_paper)."""
+        return comparable_with_paper(self.data_source)
+
+
+def comparable_with_paper(data_source: str) -> bool:
+    """Our scores go beside the paper's, with their differences, only on the full Kaggle data; on anything else
+    (synthetic, the Kaggle sample, a mix) the paper's numbers are shown as the paper's, apart from ours."""
+    return data_source == FULL_KAGGLE
+
 
 def data_caveat(data_source: str, profile: str) -> str:
     """One sentence on what the numbers can and cannot be compared with."""
     if "synthetic" in data_source:
         return ("Synthetic data: these numbers test the pipeline; they are not a reproduction of the paper "
                 "and cannot be compared with its scores.")
-    if data_source != "full Kaggle":
+    if data_source != FULL_KAGGLE:
         return ("A sample of the Kaggle data (far fewer than the paper's 61,578 galaxies): not comparable "
                 "with the paper's scores.")
     if profile != "paper":
@@ -41,7 +56,6 @@ def data_caveat(data_source: str, profile: str) -> str:
                 "images: not the paper's setting.")
     return ("Full Kaggle data, paper profile. Ours: RMSE on the paper's 10% validation split; the paper's: "
             "the Kaggle private leaderboard.")
-
 
 
 def pretrained_label(experiment: str, metrics: Mapping) -> str:

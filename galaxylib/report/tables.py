@@ -30,6 +30,7 @@ from galaxylib.metrics import (
     rmse,
     seed_summary,
 )
+from galaxylib.report.display import markdown, to_markdown
 from galaxylib.report.evidence import ONE_VIEW
 from galaxylib.report.provenance import pretrained_label
 
@@ -259,45 +260,44 @@ def noise_floor_table(evidence, experiments: Sequence[str] | None = None, n_sim:
     return table.dropna(axis=1, how="all")
 
 
-def _cell(value, floatfmt: str) -> str:
-    if value is None or (not isinstance(value, str | bool) and np.ndim(value) == 0 and pd.isna(value)):
-        return ""
-    if isinstance(value, float | np.floating):
-        return format(float(value), floatfmt)
-    return str(value).replace("|", "\\|")
+def save_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str,
+               kind: str | None = None) -> tuple[Path, Path]:  # fmt: skip
+    """`name`.csv (full precision, every column, for code) and `name`.md (caption + rounded table, for reading).
 
-
-SECONDS_FORMAT = ".1f"
-
-
-def to_markdown(df: pd.DataFrame, floatfmt: str = ".5f", formats: Mapping[str, str] | None = None) -> str:
-    """A GitHub Markdown table (no tabulate dependency). RMSEs get 5 decimals, seconds columns one."""
-    formats = dict(formats or {})
-    for column in df.columns:
-        if str(column) == "Total s" or str(column).endswith(("s / epoch", "runtime_s", "seconds_per_epoch")):
-            formats.setdefault(column, SECONDS_FORMAT)
-    fmts = [formats.get(c, floatfmt) for c in df.columns]
-    header = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(_cell(v, f) for v, f in zip(row, fmts, strict=True)) + " |"
-            for row in df.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
-
-
-def save_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str) -> tuple[Path, Path]:
-    """`name`.csv (full precision, for code) and `name`.md (caption + rounded table, for reading)."""
+    Args:
+        df: the table.
+        out_dir: the tables folder.
+        name: the files' name.
+        caption: the Markdown file's first paragraph (what, which data, profile and machine).
+        kind: a report.display kind: the Markdown file shows the reading table (the columns a reader needs, human
+            headers, ours apart from the paper's unless the data is the full Kaggle set); None: every column.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
     df.to_csv(csv_path, index=False)
-    md_path.write_text(f"{caption}\n\n{to_markdown(df)}")
+    md_path.write_text(f"{caption}\n\n{to_markdown(df) if kind is None else markdown(df, kind)}")
     return csv_path, md_path
+
+
+def load_table(folder: str | Path, name: str) -> tuple[pd.DataFrame, str]:
+    """A table save_table wrote: (`name`.csv as a frame, the caption of `name`.md, "" when there is none).
+
+    Raises:
+        UserError: no `name`.csv in `folder`.
+    """
+    folder = Path(folder)
+    csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
+    if not csv_path.is_file():
+        raise UserError(f"{csv_path}: no such table")
+    caption = md_path.read_text().split("\n\n", 1)[0].strip() if md_path.is_file() else ""
+    return pd.read_csv(csv_path), caption
 
 
 def paper_table(paper: pd.DataFrame, experiments: Sequence[str]) -> pd.DataFrame:
     """The paper's own rows, labelled as the paper's."""
     rows = paper.loc[[e for e in experiments if e in paper.index]].reset_index()
-    cols = ["model", "score", "epochs", "pretrained_dataset", "total_runtime_s", "seconds_per_epoch"]
+    cols = ["model", "score", "epochs", "pretrained_dataset", "total_runtime_s", "seconds_per_epoch", "table", "note"]
     out = rows[[c for c in cols if c in rows.columns]].copy()
     out.insert(0, "Source", "paper (Ng 2024)")
     return out
