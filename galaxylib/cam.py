@@ -13,6 +13,14 @@ time and weighs it by (s - s_ablated) / s, with s the explained score. Three pit
 - A score near 0 only scales the weights of that image (maps are min-max scaled per image anyway), but maps
   of rare answers are noise: `select_targets` picks answers whose predicted value is non-trivial.
 
+Which layer: the paper explains the last convolutional layer (the registry's `ModelSpec.cam_layer`) at 128 px,
+where the baseline's bottleneck is 8x8. At the small inputs of the quick and smoke profiles that layer is 1x1 or
+2x2 cells, which says nothing about where in a galaxy the evidence lies. `choose_cam_layer` therefore keeps the
+registry's layer when its grid has at least `MIN_CAM_CELLS` cells a side and otherwise takes the deepest earlier
+layer that has: the trained model at its own input size, one stage earlier (fewer channels, so also cheaper),
+rather than the trained model on an upsampled input it never saw. A ViT has one patch grid in every block, so no
+earlier layer helps; its map at a small input is returned unresolved and labelled as such.
+
 ViTs: the activations are tokens, so `model.cam_reshape_transform` drops the prefix tokens (DINOv2-reg4:
 1 class + 4 register tokens) and lays the patch tokens out on their grid, and `AblationLayerVit` ablates them.
 """
@@ -97,12 +105,14 @@ def _targets_for(targets, n: int) -> list[AnswerTarget]:
 
 
 def ablation_cam(model: nn.Module, images: torch.Tensor, targets: str | int | Sequence, *,
-                 batch_size: int = 32, ratio_channels_to_ablate: float = 1.0,
+                 layer: str | None = None, batch_size: int = 32, ratio_channels_to_ablate: float = 1.0,
                  quiet: bool = True) -> np.ndarray:
-    """AblationCAM maps (B, H, W) in [0, 1] of `model.cam_target_layer` for normalised images (B, 3, H, W).
+    """AblationCAM maps (B, H, W) in [0, 1] of one layer for normalised images (B, 3, H, W).
 
-    targets: one answer column (name or index) for all images, or one per image; required. The maps are
-    positive-only and min-max scaled per image (grad-cam's convention): compare shapes, not magnitudes.
+    targets: one answer column (name or index) for all images, or one per image; required. layer: the module
+    path below `model.backbone` (e.g. a `choose_cam_layer(...).name`); None: `model.cam_layer`, the registry's.
+    The maps are positive-only and min-max scaled per image (grad-cam's convention): compare shapes, not
+    magnitudes; grad-cam resizes them from the layer's grid to the input size (bilinear).
     ratio_channels_to_ablate < 1 ablates only the channels grad-cam's SVD heuristic ranks highest and lowest
     (2 x ratio of them), which is what makes DINOv2 or ResNet50 maps affordable on a CPU.
     """
@@ -118,9 +128,10 @@ def ablation_cam(model: nn.Module, images: torch.Tensor, targets: str | int | Se
     wrapped = LogitsModel(model).eval()
     device = next(model.parameters()).device
     is_vit = bool(getattr(model, "is_vit", False))
-    layer = AblationLayerVit() if is_vit else AblationLayer()  # fresh: grad-cam's default is shared state
-    cam = AblationCAM(wrapped, target_layers=[model.cam_target_layer],
-                      reshape_transform=getattr(model, "cam_reshape_transform", None), ablation_layer=layer,
+    target_layer = _layer_module(model, layer)
+    ablation = AblationLayerVit() if is_vit else AblationLayer()  # fresh: grad-cam's default is shared state
+    cam = AblationCAM(wrapped, target_layers=[target_layer],
+                      reshape_transform=getattr(model, "cam_reshape_transform", None), ablation_layer=ablation,
                       batch_size=batch_size, ratio_channels_to_ablate=ratio_channels_to_ablate)
     # grad-cam draws a tqdm bar per image and channel batch on stderr; keep notebooks and logs readable
     quiet_ctx = contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext()
@@ -149,17 +160,6 @@ def select_targets(preds: np.ndarray, k: int = 2, candidates: Sequence[str] = SH
         chosen = (good + [i for i in order if i not in good])[:k]
         out.append([tree.COLUMNS[i] for i in chosen])
     return out
-
-
-def overlay(rgb: np.ndarray, cam_map: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """A heat-map (jet) of `cam_map` over an RGB image in [0, 1]; the map is resized to the image."""
-    import matplotlib
-
-    h, w = rgb.shape[:2]
-    m = torch.from_numpy(np.asarray(cam_map, np.float32))[None, None]
-    m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
-    heat = matplotlib.colormaps["jet"](m)[..., :3]
-    return np.clip((1 - alpha) * np.asarray(rgb, np.float64) + alpha * heat, 0, 1)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -211,20 +211,125 @@ def validation_examples(run_dir: str | Path, n: int, display_px: int = 160) -> E
     return Examples(galaxies.ids[rows], inputs, display, galaxies.labels[rows])
 
 
-def cam_grid_size(model: nn.Module, img_size: int) -> tuple[int, int]:
-    """The (h, w) grid of the CAM layer at this input size: how coarse the maps can possibly be."""
-    seen = {}
-    handle = model.cam_target_layer.register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
+MIN_CAM_CELLS = 8  # a map coarser than 8x8 cells cannot tell a galaxy's centre from its disk or arms
+
+
+def _layer_module(model: nn.Module, layer: str | None) -> nn.Module:
+    if layer is None:
+        return model.cam_target_layer
+    try:
+        return model.backbone.get_submodule(layer)
+    except AttributeError as err:
+        raise ValueError(f"model {getattr(model, 'name', '?')!r} has no layer {layer!r} below its backbone "
+                         f"(candidates: {', '.join(cam_layer_candidates(model))})") from err
+
+
+def cam_layer_candidates(model: nn.Module) -> list[str]:
+    """The layers AblationCAM may explain, deepest first: the registry's `cam_layer`, then the output of each
+    earlier stage (the layer just before a stage halves the grid, so each is the deepest at its resolution).
+
+    Baseline CNNs: `blockN.act` (`blockN.attn` with CBAM: the block's output before its max-pool); ResNets:
+    the last residual block of each stage (`layerN.K`); ConvNeXt: `stages.N`; ViTs: the registry's only.
+    """
+    backbone = model.backbone
+    names = [model.cam_layer]
+    children = dict(backbone.named_children())
+    if "bottleneck" in children:  # the paper's baseline (galaxylib.models.baseline)
+        blocks = [name for name in children if name.startswith("block")]
+        names += [f"{b}.attn" if "attn" in dict(children[b].named_children()) else f"{b}.act"
+                  for b in reversed(blocks)]  # fmt: skip
+    elif "layer4" in children:  # timm ResNet
+        names += [f"layer{k}.{len(children[f'layer{k}']) - 1}" for k in (4, 3, 2, 1)]
+    elif "stages" in children:  # timm ConvNeXt
+        names += [f"stages.{k}" for k in reversed(range(len(children["stages"])))]
+    # ViTs: every block has the same patch grid, so an earlier block is not finer
+    return list(dict.fromkeys(names))  # the registry's layer may also be a stage output: keep it once
+
+
+def cam_grid_sizes(model: nn.Module, img_size: int, layers: Sequence[str] | None = None) -> dict[str, tuple[int, int]]:
+    """The (h, w) grid of each layer at this input size (one forward pass): how fine its maps can be.
+
+    layers: module paths below `model.backbone`; None: `cam_layer_candidates(model)`.
+    """
+    layers = list(cam_layer_candidates(model) if layers is None else layers)
+    seen: dict[str, torch.Tensor] = {}
+    handles = [_layer_module(model, name).register_forward_hook(
+        lambda m, i, o, name=name: seen.setdefault(name, o)) for name in layers]  # fmt: skip
+    was_training = model.training
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(1, 3, img_size, img_size, device=next(model.parameters()).device))
     finally:
-        handle.remove()
-    out = seen["out"]
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
     reshape = getattr(model, "cam_reshape_transform", None)
-    if reshape is not None:
-        out = reshape(out)
-    return int(out.shape[-2]), int(out.shape[-1])
+    grids = {}
+    for name in layers:
+        out = seen[name]
+        if out.ndim == 3 and reshape is not None:  # ViT tokens -> (B, C, h, w)
+            out = reshape(out)
+        grids[name] = (int(out.shape[-2]), int(out.shape[-1]))
+    return grids
+
+
+def cam_grid_size(model: nn.Module, img_size: int, layer: str | None = None) -> tuple[int, int]:
+    """The (h, w) grid of one layer (None: the registry's `cam_layer`) at this input size."""
+    name = model.cam_layer if layer is None else layer
+    return cam_grid_sizes(model, img_size, [name])[name]
+
+
+@dataclass(frozen=True)
+class CamLayer:
+    """The layer a CAM figure explains, with its grid at the input size used.
+
+    Attributes:
+        name: module path below `model.backbone`.
+        grid: (h, w) cells of its activations.
+        registry_layer: the registry's `cam_layer` (for the baseline CNNs the paper's Fig. 8 layer).
+        resolved: the grid has at least `min_cells` a side (False: shown anyway, labelled as too coarse).
+    """
+
+    name: str
+    grid: tuple[int, int]
+    registry_layer: bool
+    resolved: bool
+
+    @property
+    def label(self) -> str:
+        """'block3.act (earlier layer), 8x8 cells', 'bottleneck.act (last layer), 8x8 cells' or
+        'blocks.11.norm1 (last layer), 2x2 cells: too coarse'."""
+        return self.header.replace("\n", ", ")
+
+    @property
+    def header(self) -> str:
+        """`label` on two lines, for a figure's column header."""
+        h, w = self.grid
+        depth = "last layer" if self.registry_layer else "earlier layer"
+        return f"{self.name} ({depth})\n{h}x{w} cells{'' if self.resolved else ': too coarse'}"
+
+
+def choose_cam_layer(model: nn.Module, img_size: int, min_cells: int = MIN_CAM_CELLS) -> CamLayer:
+    """The deepest candidate layer whose grid is at least `min_cells` x `min_cells` at this input size.
+
+    The registry's `cam_layer` (the paper's choice, sized for the paper's 128/224 px) wins whenever its grid is
+    fine enough, e.g. the baseline's 8x8 bottleneck at 128 px; otherwise the output of an earlier stage of the
+    same trained model at its own input size (e.g. the baseline's block3 at 32 px, ResNet50's layer3 at 224 px,
+    where layer4 is 7x7). When no candidate is fine enough (a ViT at 28 px: 2x2 patches in every block), the
+    registry's layer comes back with `resolved=False`.
+
+    Args:
+        model: a GalaxyModel (galaxylib.models.build_model or a run's load_model).
+        img_size: the model's input side in px (its run's `img_size`).
+        min_cells: the fewest cells a side a map needs.
+
+    Returns:
+        The chosen layer and its grid.
+    """
+    grids = cam_grid_sizes(model, img_size)
+    fine = [name for name, (h, w) in grids.items() if min(h, w) >= min_cells]
+    name = fine[0] if fine else model.cam_layer
+    return CamLayer(name, grids[name], registry_layer=name == model.cam_layer, resolved=bool(fine))
 
 
 @dataclass
@@ -234,15 +339,23 @@ class CamRows:
     display: list[np.ndarray]
     maps: dict[str, np.ndarray]  # model label -> (rows, H, W)
     titles: list[str]
+    layers: dict[str, CamLayer]  # model label -> the layer its maps explain
+
+    @property
+    def column_titles(self) -> dict[str, str]:
+        """model label -> 'Baseline\nblock3.act (earlier layer)\n8x8 cells': the figure's column headers."""
+        return {name: f"{name}\n{layer.header}" for name, layer in self.layers.items()}
 
 
 def explain(models: dict[str, nn.Module], examples: Examples | dict[str, Examples],
-            answers_per_galaxy: int = 2, **cam_kwargs) -> CamRows:
+            answers_per_galaxy: int = 2, layers: dict[str, str] | None = None, **cam_kwargs) -> CamRows:
     """AblationCAM maps of every model for the same galaxies and the same answers.
 
     `examples` holds the galaxies as each model sees them: one `Examples` for all, or one per model (same
     galaxies, e.g. at 32 px for a CNN and 28 px for DINOv2). The answers are those the models predict most
     strongly on average among SHAPE_ANSWERS, so the explained scores are non-trivial and shared by all models.
+    layers: model label -> layer name; None (or a model left out): `choose_cam_layer` at the model's input size.
+    cam_kwargs go to `ablation_cam` (batch_size, ratio_channels_to_ablate).
     """
     per_model = examples if isinstance(examples, dict) else {name: examples for name in models}
     first = per_model[next(iter(models))]
@@ -255,13 +368,23 @@ def explain(models: dict[str, nn.Module], examples: Examples | dict[str, Example
         with torch.no_grad():
             return model(per_model[name].inputs.to(next(model.parameters()).device)).float().cpu().numpy()
 
+    def layer_of(name: str) -> CamLayer:
+        size = int(per_model[name].inputs.shape[-1])
+        if layers and name in layers:
+            grid = cam_grid_size(models[name], size, layers[name])
+            return CamLayer(layers[name], grid, registry_layer=layers[name] == models[name].cam_layer,
+                            resolved=min(grid) >= MIN_CAM_CELLS)  # fmt: skip
+        return choose_cam_layer(models[name], size)
+
+    chosen_layers = {name: layer_of(name) for name in models}
     preds = np.mean([predict(name) for name in models], axis=0)
     answers = select_targets(preds, k=answers_per_galaxy)
     rows = [(g, a) for g, chosen in enumerate(answers) for a in chosen]
     index = torch.tensor([g for g, _ in rows], dtype=torch.long)
     targets = [a for _, a in rows]
-    maps = {name: ablation_cam(m, per_model[name].inputs[index], targets, **cam_kwargs)
+    maps = {name: ablation_cam(m, per_model[name].inputs[index], targets, layer=chosen_layers[name].name,
+                               **cam_kwargs)
             for name, m in models.items()}  # fmt: skip
     titles = [f"{first.ids[g]}: {answer_label(a)}\npredicted {preds[g, column_index(a)]:.2f}, "
               f"label {first.labels[g, column_index(a)]:.2f}" for g, a in rows]  # fmt: skip
-    return CamRows([first.display[g] for g, _ in rows], maps, titles)
+    return CamRows([first.display[g] for g, _ in rows], maps, titles, chosen_layers)

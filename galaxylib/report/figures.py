@@ -261,24 +261,63 @@ def to_rgb(x) -> np.ndarray:
     return np.clip(arr.transpose(1, 2, 0) * 0.5 + 0.5, 0, 1)
 
 
+def _wrap_lines(text: str, width: int) -> str:
+    """Each line of `text` wrapped at `width` characters (a panel's header must not run into its neighbour's)."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) if line else line for line in text.split("\n"))
+
+
 def plot_cam_grid(inputs: Sequence[np.ndarray], maps: Mapping[str, np.ndarray], row_titles: Sequence[str],
-                  title: str):
-    """The paper's Fig. 8 layout: input, then one overlaid AblationCAM map per model, one row per
-    (galaxy, answer). `maps[model]` is (rows, H, W)."""
+                  title: str, column_titles: Mapping[str, str] | None = None, alpha: float = 0.45,
+                  cell_inches: float = 1.9):
+    """The paper's Fig. 8 layout: the input, then each model's AblationCAM map over it, one row per (galaxy,
+    answer), and one colour bar for all maps.
+
+    Args:
+        inputs: the images (H, W, 3) in [0, 1], one per row.
+        maps: model -> (rows, h, w) maps in [0, 1] (min-max scaled per map, as grad-cam returns them).
+        row_titles: one per row, over the input (galaxy, answer, predicted and true value).
+        title: the figure's title (what and on which data).
+        column_titles: model -> the header over its column (e.g. with the layer and its grid); default the key.
+        alpha: opacity of the heat map over the galaxy.
+        cell_inches: the side of one panel.
+
+    Returns:
+        The matplotlib figure.
+    """
     import matplotlib.pyplot as plt
 
-    from galaxylib.cam import overlay
-
+    column_titles = dict(column_titles or {})
     ncols = 1 + len(maps)
-    fig, axes = plt.subplots(len(inputs), ncols, figsize=(2.4 * ncols, 2.4 * len(inputs)), squeeze=False)
+    fig, axes = plt.subplots(len(inputs), ncols, figsize=(cell_inches * ncols + 1.0, cell_inches * len(inputs) + 0.9),
+                             squeeze=False, layout="constrained")  # fmt: skip
+    heat = None
     for r, img in enumerate(inputs):
+        h, w = np.asarray(img).shape[:2]
         axes[r, 0].imshow(img)
         axes[r, 0].set_title(row_titles[r], fontsize=7)
         for c, (name, m) in enumerate(maps.items(), start=1):
-            axes[r, c].imshow(overlay(img, m[r]))
-            axes[r, c].set_title(name, fontsize=7)
+            ax = axes[r, c]
+            ax.imshow(img)
+            # drawn over the image at its extent: bilinear from the map's own resolution, 0..1 as scaled
+            heat = ax.imshow(m[r], cmap="jet", vmin=0.0, vmax=1.0, alpha=alpha, extent=(0, w, h, 0),
+                             interpolation="bilinear")  # fmt: skip
+            if float(np.ptp(m[r])) < 1e-6:  # the weighted activations are <= 0 everywhere
+                ax.text(w / 2, h / 2, "flat map:\nno positive\nevidence", ha="center", va="center",
+                        fontsize=7, color="white")
+            if r == 0:
+                ax.set_title(_wrap_lines(column_titles.get(name, name), int(cell_inches * 17)), fontsize=7)
     for ax in axes.flat:
-        ax.axis("off")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    if heat is not None:
+        bar = fig.colorbar(heat, ax=axes[:, 1:], location="right", shrink=min(1.0, 3.0 / len(inputs) + 0.2),
+                           aspect=25, pad=0.02)  # fmt: skip
+        bar.ax.set_facecolor("black")  # the bar's translucent colours as they look over the dark sky
+        bar.set_ticks([0, 0.5, 1], labels=["0 least", "0.5", "1 most"], fontsize=7)
+        bar.set_label("relative importance (AblationCAM,\nmin-max scaled per map)", fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
