@@ -28,6 +28,7 @@ ViTs: the activations are tokens, so `model.cam_reshape_transform` drops the pre
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -288,12 +289,16 @@ class CamLayer:
         grid: (h, w) cells of its activations.
         registry_layer: the registry's `cam_layer` (for the baseline CNNs the paper's Fig. 8 layer).
         resolved: the grid has at least `min_cells` a side (False: shown anyway, labelled as too coarse).
+        input_px, trained_px: set when the maps explain an upsampled input (`vit_at_input_size`): the CAM
+            input's side and the size the model was trained at.
     """
 
     name: str
     grid: tuple[int, int]
     registry_layer: bool
     resolved: bool
+    input_px: int | None = None  # the CAM input's side when it differs from the trained size (a ViT, upsampled)
+    trained_px: int | None = None
 
     @property
     def label(self) -> str:
@@ -306,7 +311,30 @@ class CamLayer:
         """`label` on two lines, for a figure's column header."""
         h, w = self.grid
         depth = "last layer" if self.registry_layer else "earlier layer"
-        return f"{self.name} ({depth})\n{h}x{w} cells{'' if self.resolved else ': too coarse'}"
+        upsampled = f", input {self.trained_px}->{self.input_px} px" if self.input_px else ""
+        return f"{self.name} ({depth})\n{h}x{w} cells{upsampled}{'' if self.resolved else ': too coarse'}"
+
+
+def vit_at_input_size(model: nn.Module, img_size: int) -> nn.Module:
+    """A copy of a ViT GalaxyModel that takes img_size px (timm resamples its position embeddings, bicubic).
+
+    Every block of a ViT has the same patch grid, so no earlier layer is finer; at small profiles (28 px: 2x2
+    patches of 14 px) the only way to an 8x8 map is a larger input. The copy shares nothing with `model`.
+    """
+    from galaxylib.models.backbones import VitTokensToGrid
+
+    if not getattr(model, "is_vit", False):
+        raise ValueError(f"{getattr(model, 'name', 'this model')} is not a ViT: choose an earlier layer instead")
+    bigger = copy.deepcopy(model)
+    bigger.backbone.set_input_size(img_size=(img_size, img_size))
+    bigger.cam_reshape_transform = VitTokensToGrid(bigger.backbone.num_prefix_tokens,
+                                                   bigger.backbone.patch_embed.grid_size)  # fmt: skip
+    return bigger
+
+
+def vit_cam_input_px(model: nn.Module, min_cells: int = MIN_CAM_CELLS) -> int:
+    """The smallest input side that gives a ViT `min_cells` patches a side (8 x 14 = 112 px for DINOv2)."""
+    return min_cells * int(model.backbone.patch_embed.patch_size[0])
 
 
 def choose_cam_layer(model: nn.Module, img_size: int, min_cells: int = MIN_CAM_CELLS) -> CamLayer:
@@ -348,13 +376,17 @@ class CamRows:
 
 
 def explain(models: dict[str, nn.Module], examples: Examples | dict[str, Examples],
-            answers_per_galaxy: int = 2, layers: dict[str, str] | None = None, **cam_kwargs) -> CamRows:
+            answers_per_galaxy: int = 2, layers: dict[str, str] | None = None, upsample_vits: bool = True,
+            **cam_kwargs) -> CamRows:
     """AblationCAM maps of every model for the same galaxies and the same answers.
 
     `examples` holds the galaxies as each model sees them: one `Examples` for all, or one per model (same
     galaxies, e.g. at 32 px for a CNN and 28 px for DINOv2). The answers are those the models predict most
     strongly on average among SHAPE_ANSWERS, so the explained scores are non-trivial and shared by all models.
     layers: model label -> layer name; None (or a model left out): `choose_cam_layer` at the model's input size.
+    upsample_vits: a ViT whose patch grid is coarser than MIN_CAM_CELLS at its trained size (DINOv2 at 28 px:
+        2x2) is explained on its input upsampled to MIN_CAM_CELLS patches a side (`vit_at_input_size`), and
+        the layer's label says so; False: shown at its own size, labelled "too coarse".
     cam_kwargs go to `ablation_cam` (batch_size, ratio_channels_to_ablate).
     """
     per_model = examples if isinstance(examples, dict) else {name: examples for name in models}
@@ -377,14 +409,24 @@ def explain(models: dict[str, nn.Module], examples: Examples | dict[str, Example
         return choose_cam_layer(models[name], size)
 
     chosen_layers = {name: layer_of(name) for name in models}
-    preds = np.mean([predict(name) for name in models], axis=0)
+    cam_models, cam_inputs = dict(models), {name: per_model[name].inputs for name in models}
+    for name, layer in chosen_layers.items():
+        if not layer.resolved and upsample_vits and getattr(models[name], "is_vit", False):
+            # a ViT too coarse at its trained size: explain it on a larger (upsampled) input, labelled so
+            trained, px = int(cam_inputs[name].shape[-1]), vit_cam_input_px(models[name])
+            cam_models[name] = vit_at_input_size(models[name], px)
+            cam_inputs[name] = F.interpolate(cam_inputs[name], size=(px, px), mode="bilinear", align_corners=False)
+            grid = cam_grid_size(cam_models[name], px, layer.name)
+            chosen_layers[name] = CamLayer(layer.name, grid, layer.registry_layer, min(grid) >= MIN_CAM_CELLS,
+                                           input_px=px, trained_px=trained)  # fmt: skip
+    preds = np.mean([predict(name) for name in models], axis=0)  # at the trained sizes
     answers = select_targets(preds, k=answers_per_galaxy)
     rows = [(g, a) for g, chosen in enumerate(answers) for a in chosen]
     index = torch.tensor([g for g, _ in rows], dtype=torch.long)
     targets = [a for _, a in rows]
-    maps = {name: ablation_cam(m, per_model[name].inputs[index], targets, layer=chosen_layers[name].name,
+    maps = {name: ablation_cam(cam_models[name], cam_inputs[name][index], targets, layer=chosen_layers[name].name,
                                **cam_kwargs)
-            for name, m in models.items()}  # fmt: skip
+            for name in models}  # fmt: skip
     titles = [f"{first.ids[g]}: {answer_label(a)}\npredicted {preds[g, column_index(a)]:.2f}, "
               f"label {first.labels[g, column_index(a)]:.2f}" for g, a in rows]  # fmt: skip
     return CamRows([first.display[g] for g, _ in rows], maps, titles, chosen_layers)

@@ -225,3 +225,28 @@ def test_explain_and_the_figure_label_layers_and_draw_a_colour_bar(trained_ish):
         assert not any(t.get_text() for ax in panels[1:3] for t in ax.texts)
     finally:
         matplotlib.pyplot.close(fig)
+
+
+def test_a_vit_too_coarse_at_its_size_is_explained_on_an_upsampled_input_labelled_so(built):
+    """DINOv2 at the quick profile's 28 px has 2x2 patches in every block: explain() rebuilds a copy at
+    8 x 14 = 112 px (position embeddings resampled) so the map has 8x8 cells, and the header says so."""
+    net = built["dinov2_vitb14_reg", 28]
+    pos_before = net.backbone.pos_embed.detach().clone()
+    torch.manual_seed(3)
+    x = torch.randn(1, 3, 28, 28)
+    rows = cam.explain({"DINOv2": net}, _examples(x), 1, batch_size=16, ratio_channels_to_ablate=0.01)
+    layer = rows.layers["DINOv2"]
+    assert (layer.grid, layer.resolved, layer.input_px, layer.trained_px) == ((8, 8), True, 112, 28)
+    assert "8x8 cells, input 28->112 px" in layer.label and "too coarse" not in layer.label
+    assert rows.maps["DINOv2"].shape == (1, 112, 112) and np.isfinite(rows.maps["DINOv2"]).all()
+    # the trained model is untouched: same position grid, still 2x2 at 28 px
+    torch.testing.assert_close(net.backbone.pos_embed, pos_before)
+    assert cam.cam_grid_size(net, 28) == (2, 2)
+    coarse = cam.explain({"DINOv2": net}, _examples(x), 1, upsample_vits=False, batch_size=16,
+                         ratio_channels_to_ablate=0.01)  # fmt: skip
+    assert "too coarse" in coarse.layers["DINOv2"].label and coarse.maps["DINOv2"].shape == (1, 28, 28)
+
+
+def test_vit_at_input_size_refuses_a_cnn(baseline):
+    with pytest.raises(ValueError, match="not a ViT"):
+        cam.vit_at_input_size(baseline, 112)
