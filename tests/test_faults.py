@@ -907,7 +907,7 @@ def test_train_refuses_odd_out_and_data_paths(data, tmp_path, capsys):
         (train_args(tmp_path / "file", tmp_path / "run"), ["no such data folder"]),
         (train_args(data / layout.TRAIN_IMAGES_DIR, tmp_path / "run"), ["no label file"]),
         (train_args(data, tmp_path / "run", "--img-size", "17"), ["img_size must be a positive multiple of 16"]),
-        (train_args(data, tmp_path / "run", "--device", "gpu"), ["unknown device 'gpu'"]),
+        (train_args(data, tmp_path / "run", "--device", "gpu"), ["--device: must be auto, cpu, cuda or cuda:N"]),
     ]  # fmt: skip
     for argv, needles in cases:
         rc, _, err = cli(capsys, *argv)

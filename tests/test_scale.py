@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from galaxylib import data as gdata
-from galaxylib import layout, rundir, survey, train
+from galaxylib import layout, rundir, survey, training
 from galaxylib.cli import main
 from galaxylib.data import cache as cache_module
 from galaxylib.data.inputs import from_catalog, from_folders
@@ -94,7 +94,7 @@ def test_streaming_training_equals_in_memory_bitwise(synth_dir, tmp_path):
     for where in ("device", "stream"):
         cfg = resolve("baseline", "smoke", data_dirs=[str(synth_dir)], device="cpu", tta=2, max_images=48,
                       images_on=where)  # fmt: skip
-        metrics = train.train(cfg, tmp_path / where, progress=False)
+        metrics = training.train(cfg, tmp_path / where, progress=False)
         runs[where] = (metrics, torch.load(tmp_path / where / "last.pt", weights_only=False)["model"])
     (m_mem, w_mem), (m_str, w_str) = runs["device"], runs["stream"]
     assert m_mem["images_on"] == "memory" and m_str["images_on"] == "stream"

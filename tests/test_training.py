@@ -148,7 +148,7 @@ def test_bf16_and_fp32_reach_close_losses(synth_dir, tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "--experiment", "nope", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
-    assert "unknown experiment 'nope'" in capsys.readouterr().err
+    assert "--experiment: invalid choice: 'nope'" in capsys.readouterr().err
     assert main(["train", "--experiment", "baseline", "--data-dir", str(tmp_path / "missing"),
                  "--out", str(tmp_path / "r")]) == 2
     assert "no such data folder" in capsys.readouterr().err
@@ -156,7 +156,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "not a run folder" in capsys.readouterr().err
     assert main(["train", "--experiment", "baseline", "--profile", "fast", "--data-dir", str(tmp_path),
                  "--out", str(tmp_path / "r")]) == 2
-    assert "unknown profile" in capsys.readouterr().err
+    assert "--profile: invalid choice: 'fast'" in capsys.readouterr().err
 
 
 def test_ctrl_c_then_the_same_command_resumes(synth_dir, tmp_path):
