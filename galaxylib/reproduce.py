@@ -139,6 +139,7 @@ class Run:
     run_dir: Path
     metrics: dict
     pretrained: str  # the table's pretrained column
+    reused: bool = False  # a finished run found on disk, not trained by this call
 
     @property
     def label(self) -> str:
@@ -218,21 +219,23 @@ def plan_run(experiment: str, profile: str, data_dirs: Sequence[str | Path], res
 
 def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | Path], results_dir: str | Path,
                    device: str = "auto", retrain: bool = False, progress: bool = True,
-                   allow_random_init: bool | None = None, seed: int | None = None) -> Run:
+                   allow_random_init: bool | None = None, seed: int | None = None,
+                   say_reused: bool = True) -> Run:
     """Train an experiment with one training seed (default 1, the paper's) into
     results/<profile>/runs/<experiment>-seed<k>-<hash>/, or resume or reuse that run.
 
     Missing pretrained weights stop it (PretrainedWeightsMissing) unless random initialisation is allowed by the
-    profile (quick, smoke) or by `allow_random_init`.
+    profile (quick, smoke) or by `allow_random_init`. say_reused=False leaves the line about a reused run to the
+    caller (`run_seeds` says it once for all seeds).
     """
     from galaxylib.training import fingerprint_data, train
 
     cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device, allow_random_init, seed)
     finished = None if retrain else RunDir(run_dir).finished_metrics(cfg, fingerprint_data(cfg))
     if finished is not None:
-        if progress:  # one line: the notebooks that reuse every run stay short
+        if progress and say_reused:  # one line: the notebooks that reuse every run stay short
             print(f"{run_dir.name}: finished run reused (retrain=True trains it again)", flush=True)
-        return Run(experiment, cfg, run_dir, finished, label)
+        return Run(experiment, cfg, run_dir, finished, label, reused=True)
     if progress:
         note = "" if label != "no (weights not found)" else " (pretrained weights not found: random init)"
         print(f"== {experiment}: {EXPERIMENTS[experiment].label}, {profile} profile, seed {cfg.seed}, {cfg.epochs} "
@@ -258,10 +261,17 @@ def run_seeds(experiment: str, *, profile: str, data_dirs: Sequence[str | Path],
     All seeds train and are scored on the same galaxies (the split does not depend on the seed); they differ in
     initialisation, batch order and augmentation.
     """
-    return [run_experiment(experiment, profile=profile, data_dirs=data_dirs, results_dir=results_dir,
+    runs = [run_experiment(experiment, profile=profile, data_dirs=data_dirs, results_dir=results_dir,
                            device=device, retrain=retrain, progress=progress, seed=seed,
-                           allow_random_init=allow_random_init)
+                           allow_random_init=allow_random_init, say_reused=False)
             for seed in seeds_for(experiment, profile, seeds)]  # fmt: skip
+    reused = [r for r in runs if r.reused]
+    if progress and reused:  # one line per row, not per seed: notebooks 04 and 05 reuse every run
+        many = len(reused) > 1
+        print(f"{experiment}: finished run{'s' * many} reused, seed{'s' * many} "
+              f"{', '.join(str(r.seed) for r in reused)} (retrain=True trains {'them' if many else 'it'} again)",
+              flush=True)  # fmt: skip
+    return runs
 
 
 def make_submission(run: Run, data_dirs: Sequence[str | Path], out_path: str | Path, device: str = "auto",
