@@ -165,10 +165,15 @@ def test_ctrl_c_then_the_same_command_resumes(synth_dir, tmp_path):
     cmd = [sys.executable, "-m", "galaxylib", "train", "--experiment", "baseline", "--profile", "smoke",
            "--data-dir", str(synth_dir), "--out", str(out), "--device", "cpu", "--epochs", "40", "--quiet"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal delivers it: the child gets SIGINT's default disposition, whatever this process was
+    # started with (a job started in the background by a non-interactive shell, as CI may be, ignores SIGINT,
+    # and Python then never turns it into KeyboardInterrupt)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.time() + 120
     while not (out / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.05)
+    assert proc.poll() is None, f"training ended before it could be interrupted: {proc.communicate()}"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
