@@ -117,7 +117,7 @@ def ensure_data(profile: str, data_dirs: str | Path | Sequence[str | Path] | Non
     if progress:
         print(f"data: no --data-dir given, using the synthetic Galaxy Zoo in {out} "
               f"({SYNTHETIC_SIZE[profile]} galaxies; generated on first use)", flush=True)
-    synth.generate(out, SYNTHETIC_SIZE[profile], SYNTHETIC_SEED, progress=progress)
+    synth.generate(out, SYNTHETIC_SIZE[profile], SYNTHETIC_SEED, progress=progress, say_reused=False)
     return [out]
 
 

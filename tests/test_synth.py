@@ -201,3 +201,17 @@ def test_images_carry_the_labels_signal(synth_dir):
     smooth = (expected["Class1.1"] > 0.7).to_numpy()
     assert featured.sum() >= 10 and smooth.sum() >= 10
     assert colour[featured].mean() > colour[smooth].mean() + 0.1
+
+
+def test_reproduce_names_the_synthetic_data_once(capsys):
+    """`reproduce` without --data-dir says in one line which synthetic folder it uses, generated or reused;
+    `synth.generate` on its own still says when it reuses a folder."""
+    from galaxylib import reproduce
+
+    first = reproduce.ensure_data("smoke")
+    capsys.readouterr()
+    again = reproduce.ensure_data("smoke")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert again == first and len(lines) == 1 and lines[0].startswith("data: no --data-dir given"), lines
+    synth.generate(first[0], reproduce.SYNTHETIC_SIZE["smoke"], reproduce.SYNTHETIC_SEED, progress=False)
+    assert "reusing the synthetic Galaxy Zoo already in" in capsys.readouterr().out

@@ -144,11 +144,12 @@ def _prepare_out(out: Path) -> None:
 
 
 def generate(out: Path, n: int, seed: int = 0, *, volunteers: int = 40, workers: int | None = None,
-             progress: bool = True) -> SynthSummary:  # fmt: skip
+             progress: bool = True, say_reused: bool = True) -> SynthSummary:  # fmt: skip
     """Write a synthetic Galaxy Zoo of `n` galaxies to `out` (Kaggle layout, see module docstring).
 
     Byte-identical for the same (n, seed, volunteers) whatever `workers`. Reuses a complete previous
-    output with the same parameters instead of regenerating it.
+    output with the same parameters instead of regenerating it (and says so, unless say_reused=False: a caller
+    that has already named the folder).
     """
     out = Path(out)
     if n <= 0:
@@ -162,7 +163,9 @@ def generate(out: Path, n: int, seed: int = 0, *, volunteers: int = 40, workers:
     start = time.perf_counter()
     meta = _marker_matches(out, n, seed, volunteers)
     if meta is not None:
-        print(f"reusing the synthetic Galaxy Zoo already in {out} (n={n}, seed={seed}, volunteers={volunteers})")
+        if say_reused:
+            print(f"reusing the synthetic Galaxy Zoo already in {out} (n={n}, seed={seed}, volunteers={volunteers})",
+                  flush=True)
         return SynthSummary(n, time.perf_counter() - start, 0.0, float(meta["noise_floor"]), reused=True)
     _prepare_out(out)
     ids = galaxy_ids(seed, n)
