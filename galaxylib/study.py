@@ -218,7 +218,7 @@ Command (from the repository root):
 - Held out: {holdout} fully labelled galaxies{f" (GalaxyIDs in tables/{HOLDOUT_IDS})" if holdout else ""}, never
   trained, validated or selected on; scored once by each run's final model.
 - Profile: {profile}; machine: {device}. This call took {seconds / 60:.1f} min (runs already finished are reused,
-  not trained again). The training seconds below were measured on a CPU shared with other jobs: not a benchmark.
+  not trained again). The training seconds below are one measurement on this machine, not a benchmark.
 
 | row | seeds | epochs | px | train galaxies | val galaxies | training s per run |
 |---|---|---|---|---|---|---|
