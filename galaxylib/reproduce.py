@@ -228,6 +228,7 @@ def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | P
     profile (quick, smoke) or by `allow_random_init`. say_reused=False leaves the line about a reused run to the
     caller (`run_seeds` says it once for all seeds).
     """
+    from galaxylib.report.provenance import WEIGHTS_NOT_FOUND
     from galaxylib.training import fingerprint_data, train
 
     cfg, run_dir, label = plan_run(experiment, profile, data_dirs, results_dir, device, allow_random_init, seed)
@@ -237,7 +238,7 @@ def run_experiment(experiment: str, *, profile: str, data_dirs: Sequence[str | P
             print(f"{run_dir.name}: finished run reused (retrain=True trains it again)", flush=True)
         return Run(experiment, cfg, run_dir, finished, label, reused=True)
     if progress:
-        note = "" if label != "no (weights not found)" else " (pretrained weights not found: random init)"
+        note = "" if label != WEIGHTS_NOT_FOUND else " (pretrained weights not found: random init)"
         print(f"== {experiment}: {EXPERIMENTS[experiment].label}, {profile} profile, seed {cfg.seed}, {cfg.epochs} "
               f"epochs at {cfg.img_size} px{note} -> {run_dir}", flush=True)
     metrics = train(cfg, run_dir, progress=progress, retrain=retrain)

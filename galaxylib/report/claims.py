@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from galaxylib.experiments import EXPERIMENTS, TABLE_II
+from galaxylib.experiments import TABLE_II
 from galaxylib.metrics import LEVEL, N_BOOT, PairedResult, paired_difference, percentile_interval
-from galaxylib.report.evidence import ONE_VIEW, TTA, Evidence
+from galaxylib.report.evidence import ONE_VIEW, TTA, Evidence, label_of
 from galaxylib.report.tables import load_paper_reference
 
 SUPPORTED = "supported"
@@ -127,8 +127,7 @@ def verdict(paper_diff: float | None, ours_diff: float, interval: tuple[float, f
 
 
 def _label(experiment: str, view: str = TTA) -> str:
-    label = EXPERIMENTS[experiment].label if experiment in EXPERIMENTS else experiment
-    return label + (" (1 view)" if view == ONE_VIEW else "")
+    return label_of(experiment) + (" (1 view)" if view == ONE_VIEW else "")
 
 
 def _unavailable(evidence: Evidence, experiment: str, view: str) -> str:
@@ -250,25 +249,19 @@ def claims_table(evidence: Evidence, claims: Sequence[Claim] = PAPER_CLAIMS, pap
                 elif not_run:
                     why += f"; cannot check every rival: {not_run}"
                     result = NOT_RESOLVED if result == SUPPORTED else result
-                if res.n_galaxies < MIN_GALAXIES:
-                    result, why = NOT_RESOLVED, f"{why}; {_small(res)}"
-                row.update(Verdict=result, Why=why)
         else:
             res = _compare(evidence, claim.a, claim.view_a, claim.b, claim.view_b, n_boot, seed + 1000 * k, level)
             if res is None:
                 row.update(Verdict=NOT_RESOLVED, Why="the two rows share no validation galaxies")
             else:
-                paper_diff = (row["Paper A"] - row["Paper B"] if row["Paper A"] is not None
-                              and row["Paper B"] is not None else None)  # fmt: skip
-                result = verdict(paper_diff, res.difference, res.interval, margin=claim.margin,
+                result = verdict(_paper_difference(row), res.difference, res.interval, margin=claim.margin,
                                  direction=claim.direction)  # fmt: skip
-                if res.n_galaxies < MIN_GALAXIES:
-                    result, why = NOT_RESOLVED, f"{why}; {_small(res)}"
-                row.update(Verdict=result, Why=why)
-        pa, pb = row.get("Paper A"), row.get("Paper B")
-        pdiff = pa - pb if pa is not None and pb is not None else math.nan
+        pdiff = _paper_difference(row)  # after the best-of-all branch named its closest rival's score
         row["Paper difference"] = pdiff
         if res is not None:
+            if res.n_galaxies < MIN_GALAXIES:
+                result, why = NOT_RESOLVED, f"{why}; {_small(res)}"
+            row.update(Verdict=result, Why=why)
             row.update({"Ours A": res.rmse_a, "Ours B": res.rmse_b, "Ours difference": res.difference,
                         f"{pct} CI low": res.low, f"{pct} CI high": res.high,
                         "Paper diff in CI": None if math.isnan(pdiff) else bool(res.low <= pdiff <= res.high),
@@ -280,6 +273,12 @@ def claims_table(evidence: Evidence, claims: Sequence[Claim] = PAPER_CLAIMS, pap
     table["Galaxies"] = table["Galaxies"].astype("Int64")
     table["Data"], table["Profile"] = prov.data_source, prov.profile
     return table
+
+
+def _paper_difference(row: dict) -> float:
+    """The paper's a - b of a claims-table row; NaN when the paper scores only one side."""
+    pa, pb = row.get("Paper A"), row.get("Paper B")
+    return pa - pb if pa is not None and pb is not None else math.nan
 
 
 def verdict_counts(table: pd.DataFrame) -> dict[str, int]:

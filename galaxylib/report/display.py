@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from galaxylib import tree
-from galaxylib.report.provenance import PAPER_DATA, PAPER_MACHINE, comparable_with_paper
+from galaxylib.report.provenance import PAPER_DATA, PAPER_MACHINE, WEIGHTS_NOT_FOUND, comparable_with_paper
 
 DASH = "—"
 RMSE_DIGITS = 5
@@ -94,13 +94,19 @@ def common_value(df: pd.DataFrame, column: str, default: str = "?") -> str:
     return " / ".join(values) if values else default
 
 
-def _ci_columns(df: pd.DataFrame) -> tuple[str, str] | None:
+def ci_columns(df: pd.DataFrame) -> tuple[str, str] | None:
+    """The (low, high) interval columns of a table ('95% CI low', '95% CI high'), or None."""
     low = next((c for c in df.columns if str(c).endswith("CI low")), None)
     return (low, low.replace("low", "high")) if low is not None and low.replace("low", "high") in df else None
 
 
+def _is_seconds(column: str) -> bool:
+    """A column of seconds (shown with one decimal)."""
+    return column == "Total s" or column.endswith(("s / epoch", "runtime_s", "seconds_per_epoch"))
+
+
 def _ci_name(df: pd.DataFrame) -> str:
-    pair = _ci_columns(df)
+    pair = ci_columns(df)
     return pair[0].replace(" low", "") if pair else "95% CI"
 
 
@@ -155,7 +161,7 @@ def _scores(df: pd.DataFrame) -> _Builder:
     b.add("", "Model", _map(df, "Model", _text))
     if "Pretrained" in df and (df["Pretrained"].astype(str) != "no").any():
         b.add(ours, "Pretrained", _map(df, "Pretrained", _text))
-        if df["Pretrained"].astype(str).str.startswith("no (").any():
+        if (df["Pretrained"].astype(str) == WEIGHTS_NOT_FOUND).any():
             b.note(NO_WEIGHTS)
     b.add(ours, "Seeds", _map(df, "Seeds", integer))
     b.add(ours, "Epochs", _map(df, "Epochs", integer))
@@ -167,7 +173,7 @@ def _scores(df: pd.DataFrame) -> _Builder:
           [mean_sd(m, s) for m, s in zip(df["Val RMSE (TTA)"], sd, strict=True)])
     if "Seeds" in df and (df["Seeds"].fillna(1) == 1).any():
         b.note("one seed: no sd over seeds")
-    ci = _ci_columns(df)
+    ci = ci_columns(df)
     if ci and (_has(df, ci[0])):
         b.add(ours, f"{_ci_name(df)} over galaxies", [interval(lo, hi) for lo, hi in zip(df[ci[0]], df[ci[1]],
                                                                                           strict=True)])
@@ -225,11 +231,11 @@ def _claims(df: pd.DataFrame) -> _Builder:
     """report.claims_table: each of the paper's claims, ours beside it, and the verdict."""
     b = _Builder(len(df))
     comparable = comparable_with_paper(common_value(df, "Data"))
-    ours = f"Ours: {common_value(df, 'Data')} data, {common_value(df, 'Profile')} profile"
+    ours = _ours_group(df)
     b.add("", "Claim (a − b in RMSE; negative: a is better)", _map(df, "Claim", _text))
     b.add(PAPER_CLAIMS, "a − b", _map(df, "Paper difference", lambda v: number(v, sign=True)))
     b.add(ours, "a − b", _map(df, "Ours difference", lambda v: number(v, sign=True)))
-    ci = _ci_columns(df)
+    ci = ci_columns(df)
     if ci:
         b.add(ours, f"{_ci_name(df)} (paired)", [interval(lo, hi, 5, sign=True)
                                                  for lo, hi in zip(df[ci[0]], df[ci[1]], strict=True)])
@@ -254,7 +260,7 @@ def _heldout(df: pd.DataFrame) -> _Builder:
     b.add("", "Held-out galaxies", _map(df, "Held-out galaxies", integer))
     b.add("", "RMSE (TTA), mean ± sd", [mean_sd(m, s) for m, s in zip(df["RMSE (TTA)"], df["SD over seeds"],
                                                                       strict=True)])
-    ci = _ci_columns(df)
+    ci = ci_columns(df)
     if ci:
         b.add("", f"{_ci_name(df)} over galaxies", [interval(lo, hi) for lo, hi in zip(df[ci[0]], df[ci[1]],
                                                                                          strict=True)])
@@ -312,7 +318,7 @@ def _generic(df: pd.DataFrame) -> _Builder:
         if name.endswith("(share)"):
             cells = _map(df, column, percent)
             name = name.replace(" (share)", "")
-        elif name == "Total s" or name.endswith(("s / epoch", "runtime_s", "seconds_per_epoch")):
+        elif _is_seconds(name):
             cells = _map(df, column, seconds)
         elif pd.api.types.is_bool_dtype(values) or pd.api.types.is_object_dtype(values):
             cells = _map(df, column, _text)
@@ -371,7 +377,7 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".5f", formats: Mapping[str, s
     """A GitHub Markdown table (no tabulate dependency). RMSEs get 5 decimals, seconds columns one."""
     formats = dict(formats or {})
     for column in df.columns:
-        if str(column) == "Total s" or str(column).endswith(("s / epoch", "runtime_s", "seconds_per_epoch")):
+        if _is_seconds(str(column)):
             formats.setdefault(column, SECONDS_FORMAT)
     fmts = [formats.get(c, floatfmt) for c in df.columns]
     header = "| " + " | ".join(str(c).replace("|", "\\|") for c in df.columns) + " |"
@@ -413,7 +419,7 @@ def summarise_scores(table: pd.DataFrame) -> str:
     if rows.empty:
         return lines[0]
     best = rows.loc[rows["Val RMSE (TTA)"].idxmin()]
-    ci = _ci_columns(table)
+    ci = ci_columns(table)
     where = f", 95% interval over galaxies {interval(best[ci[0]], best[ci[1]])}" if ci else ""
     sd = "" if missing(best.get("SD over seeds")) else f" ± {number(best['SD over seeds'])} (sd over seeds)"
     n = int(best["Seeds"])
@@ -443,7 +449,7 @@ def summarise_scores(table: pd.DataFrame) -> str:
                      f"{number(best['Val RMSE (TTA)'], 4)}, about {number(removable, 4)} (in quadrature) is left for "
                      "a better model to remove.")
     if "Pretrained" in rows:
-        missed = rows.loc[rows["Pretrained"].astype(str).str.startswith("no ("), "Model"].astype(str).tolist()
+        missed = rows.loc[rows["Pretrained"].astype(str) == WEIGHTS_NOT_FOUND, "Model"].astype(str).tolist()
         if missed:
             lines.append(f"**Not the paper's setting.** {', '.join(missed)}: pretrained weights not found, trained "
                          "from random initialisation.")

@@ -25,7 +25,7 @@ from galaxylib.report.provenance import Provenance, common_provenance
 TTA = "tta"
 ONE_VIEW = "1view"
 VIEWS: dict[str, str] = {TTA: rundir.VAL_PREDICTIONS, ONE_VIEW: rundir.VAL_PREDICTIONS_1VIEW}  # view -> file
-EXPECTED_CSV = "expected_solutions.csv"  # a synthetic folder's infinite-volunteer values (galaxylib.synth)
+EXPECTED_CSV = layout.EXPECTED_CSV
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
@@ -39,6 +39,11 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     if missing:
         raise UserError(f"{path}: missing columns {missing[:3]}")
     return df.set_index(tree.ID_COLUMN)[list(tree.COLUMNS)].astype(np.float64)
+
+
+def label_of(experiment: str) -> str:
+    """A row's name in tables and figures: the experiment's label, or the name itself for one we do not know."""
+    return EXPERIMENTS[experiment].label if experiment in EXPERIMENTS else experiment
 
 
 @dataclass
@@ -61,7 +66,7 @@ class RowRuns:
 
     @property
     def label(self) -> str:
-        return EXPERIMENTS[self.experiment].label if self.experiment in EXPERIMENTS else self.experiment
+        return label_of(self.experiment)
 
     def not_the_papers_setting(self) -> str:
         """Why this row is not the paper's setting ("" when it is): a pretrained row trained from random weights."""

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from galaxylib import tree
+from galaxylib.report.provenance import WEIGHTS_NOT_FOUND
 
 
 def save_figure(fig, out_dir: str | Path, name: str) -> Path:
@@ -92,7 +93,7 @@ def _tick_labels(table: pd.DataFrame, with_images: bool = False) -> list[str]:
     labels = []
     for _, row in table.iterrows():
         label = str(row["Model"])
-        if str(row.get("Pretrained", "")).startswith("no ("):
+        if str(row.get("Pretrained", "")) == WEIGHTS_NOT_FOUND:
             label += "\n(random init)"
         if with_images and not pd.isna(row.get("Train galaxies")) and not pd.isna(row.get("Image px")):
             label += f"\n{int(row['Train galaxies']):,} x {int(row['Image px'])} px"
@@ -112,7 +113,7 @@ def plot_model_comparison(table: pd.DataFrame, title: str):
     """
     import matplotlib.pyplot as plt
 
-    from galaxylib.report.display import common_value
+    from galaxylib.report.display import ci_columns, common_value
     from galaxylib.report.provenance import PAPER_DATA, PAPER_MACHINE, comparable_with_paper
 
     data, profile, device = common_value(table, "Data"), common_value(table, "Profile"), common_value(table, "Device")
@@ -123,9 +124,9 @@ def plot_model_comparison(table: pd.DataFrame, title: str):
     names = _tick_labels(table)
     ours = table["Val RMSE (TTA)"].astype(float)
     errors = None
-    low = next((c for c in table.columns if str(c).endswith("CI low")), None)
-    if low is not None:
-        lo, hi = table[low].astype(float), table[low.replace("low", "high")].astype(float)
+    ci = ci_columns(table)
+    if ci is not None:
+        lo, hi = table[ci[0]].astype(float), table[ci[1]].astype(float)
         errors = np.vstack([ours - lo, hi - ours])
     ax = axes[0, 0]
     width = 0.4 if comparable and has_paper else 0.6

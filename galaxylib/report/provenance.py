@@ -31,11 +31,6 @@ class Provenance:
     def caveat(self) -> str:
         return data_caveat(self.data_source, self.profile)
 
-    @property
-    def comparable(self) -> bool:
-        """Whether our scores may stand beside the paper's (comparable_with_paper)."""
-        return comparable_with_paper(self.data_source)
-
 
 def comparable_with_paper(data_source: str) -> bool:
     """Our scores go beside the paper's, with their differences, only on the full Kaggle data; on anything else
@@ -58,6 +53,9 @@ def data_caveat(data_source: str, profile: str) -> str:
             "the Kaggle private leaderboard.")
 
 
+WEIGHTS_NOT_FOUND = "no (weights not found)"  # the pretrained column of a pretrained row trained from random weights
+
+
 def pretrained_label(experiment: str, metrics: Mapping) -> str:
     """The pretrained column: as the paper, loaded, or (never silently) missing."""
     exp = EXPERIMENTS[experiment]
@@ -65,7 +63,7 @@ def pretrained_label(experiment: str, metrics: Mapping) -> str:
         return "no"
     if metrics.get("pretrained"):
         return f"yes ({exp.paper_weights})" if exp.paper_weights else "yes"
-    return "no (weights not found)"
+    return WEIGHTS_NOT_FOUND
 
 
 def provenance_of(metrics: Mapping, experiment: str | None = None) -> Provenance:

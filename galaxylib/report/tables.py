@@ -31,7 +31,7 @@ from galaxylib.metrics import (
     seed_summary,
 )
 from galaxylib.report.display import markdown, to_markdown
-from galaxylib.report.evidence import ONE_VIEW
+from galaxylib.report.evidence import ONE_VIEW, label_of
 from galaxylib.report.provenance import pretrained_label
 
 PAPER_REFERENCE = Path(__file__).resolve().parent / "paper_reference.csv"  # package data: works installed too
@@ -63,6 +63,12 @@ def _mean(values: Sequence) -> float | None:
     return float(np.mean(known)) if known else None
 
 
+def _seed_metrics(metrics: Mapping, name: str) -> list[dict]:
+    """The metrics.json contents of one row: one per seed (a lone mapping is one seed)."""
+    runs = metrics.get(name)
+    return [runs] if isinstance(runs, Mapping) else list(runs or [])
+
+
 def scores_table(metrics: Mapping[str, Mapping | Sequence[Mapping]], paper: pd.DataFrame | None = None,
                  experiments: Sequence[str] | None = None, evidence=None, *, n_boot: int = N_BOOT,
                  level: float = LEVEL) -> pd.DataFrame:  # fmt: skip
@@ -86,14 +92,13 @@ def scores_table(metrics: Mapping[str, Mapping | Sequence[Mapping]], paper: pd.D
     pct = f"{round(level * 100):d}%"
     rows = []
     for k, name in enumerate(experiments or list(metrics)):
-        runs = metrics.get(name)
-        runs = [runs] if isinstance(runs, Mapping) else list(runs or [])
+        runs = _seed_metrics(metrics, name)
         if not runs:
             continue
         m = runs[0]
         tta = seed_summary([r.get("val_rmse_tta") for r in runs])
         row = {
-            "Model": EXPERIMENTS[name].label if name in EXPERIMENTS else name,
+            "Model": label_of(name),
             "Experiment": name,
             "Run": ", ".join(str(r.get("run_name")) for r in runs),
             "Data": m.get("data_source"),
@@ -155,12 +160,11 @@ def per_question_table(metrics: Mapping[str, Mapping | Sequence[Mapping]], exper
     """
     rows = []
     for name in experiments or list(metrics):
-        runs = metrics.get(name)
-        runs = [runs] if isinstance(runs, Mapping) else list(runs or [])
+        runs = _seed_metrics(metrics, name)
         if not runs:
             continue
         per_q = [r.get("per_question_rmse_tta", {}) for r in runs]
-        row = {"Model": EXPERIMENTS[name].label if name in EXPERIMENTS else name, "Experiment": name,
+        row = {"Model": label_of(name), "Experiment": name,
                "Seeds": len(runs)}  # fmt: skip
         row.update({key: _mean([p.get(key) for p in per_q]) for key in [f"Q{q.number}" for q in tree.QUESTIONS]})
         row["all"] = _mean([p.get("all") for p in per_q])
@@ -198,12 +202,13 @@ def heldout_table(evidence, mean_predictors: Mapping[str, Sequence[np.ndarray]],
             continue
         ids = evidence.galaxies([name])
         truth = evidence.truth(ids)
-        tta = [rmse(p, truth) for p in evidence.predictions(name, ids)]
+        preds = evidence.predictions(name, ids)
+        tta = [rmse(p, truth) for p in preds]
         one = ([rmse(p, truth) for p in evidence.predictions(name, ids, ONE_VIEW)] if evidence.has(name, ONE_VIEW)
                else [])  # fmt: skip
         reference = [rmse(np.broadcast_to(m, truth.shape), truth) for m in mean_predictors[name]]
         ratios = [a / b for a, b in zip(tta, reference, strict=True)]
-        boot = bootstrap_rmse(evidence.predictions(name, ids), truth, n_boot, seed=k, level=level)
+        boot = bootstrap_rmse(preds, truth, n_boot, seed=k, level=level)
         summary = seed_summary(tta)
         rows.append({
             "Model": row_runs.label, "Experiment": name, "Seeds": summary.n, "Held-out galaxies": len(ids),
@@ -243,14 +248,14 @@ def noise_floor_table(evidence, experiments: Sequence[str] | None = None, n_sim:
         best_rmse = scores[best]
         floor = noise_floor(labels)
         row = {
-            "Validation set of": ", ".join(EXPERIMENTS[e].label if e in EXPERIMENTS else e for e in members),
+            "Validation set of": ", ".join(map(label_of, members)),
             "Galaxies": len(ids), "Fully labelled": int((~np.isnan(labels).any(1)).sum()),
             "Votes assumed": VOTES, "Noise floor (binomial)": floor.rmse,
             "Plug-in (/n)": noise_floor(labels, unbiased=False).rmse,
             "Parametric bootstrap": noise_floor_from_labels(labels, n_sim=n_sim).rmse if full else None,
             "True noise floor": None if evidence.expected is None else noise_floor_from_synthetic(
                 labels, evidence.expected.loc[ids].to_numpy()),
-            "Best row": EXPERIMENTS[best].label if best in EXPERIMENTS else best, "Best RMSE (TTA)": best_rmse,
+            "Best row": label_of(best), "Best RMSE (TTA)": best_rmse,
             "Removable by a model": math.sqrt(max(best_rmse**2 - floor.rmse**2, 0.0)),
         }  # fmt: skip
         rows.append(row)

@@ -51,7 +51,7 @@ GENERATOR_VERSION = 1
 JPEG_QUALITY = 85
 IMAGES_DIR = layout.TRAIN_IMAGES_DIR
 LABELS_CSV = layout.LABELS_CSV
-EXPECTED_CSV = "expected_solutions.csv"
+EXPECTED_CSV = layout.EXPECTED_CSV
 MARKER = layout.SYNTHETIC_MARKER
 IN_PROGRESS = ".synth-in-progress"  # present while writing: lets a rerun recognise (and redo) its own output
 
