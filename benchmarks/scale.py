@@ -143,7 +143,7 @@ def stage_train(args) -> None:
     trainer = Trainer(cfg, out, progress=False)
     trainer._seed_and_backends()
     prep = trainer.prepare_data()
-    built = trainer.build(prep)
+    built = trainer.build()
     trainer.train_epoch(built, prep, 0, max_steps=2)  # warm-up: allocator, oneDNN kernels
     t0 = time.perf_counter()
     trainer.train_epoch(built, prep, 1, max_steps=args.steps)

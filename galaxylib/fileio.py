@@ -122,13 +122,6 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def atomic_torch_save(obj, path: str | Path) -> Path:
-    """torch.save `obj` to `path` atomically."""
-    import torch
-
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
 def ensure_parent(path: str | Path) -> Path:
     """Create the folder `path` will be written in; a UserError naming the path when that is impossible."""
     path = Path(path)

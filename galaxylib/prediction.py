@@ -19,7 +19,7 @@ from galaxylib import tree
 from galaxylib.augment import tta_views, views_for
 from galaxylib.device import amp_dtype, select_device
 from galaxylib.errors import UserError
-from galaxylib.fileio import atomic_path, ensure_parent
+from galaxylib.fileio import as_paths, atomic_path, ensure_parent
 
 PREDICT_BATCH = 256  # images per forward pass when predicting (no gradients: larger batches than training fit)
 
@@ -90,7 +90,7 @@ def images_in(folders, progress: bool = True) -> tuple[np.ndarray, list[Path]]:
     """GalaxyIDs and paths of every JPEG in the folders (images_test_rev1/, a Kaggle folder, or bare *.jpg)."""
     from galaxylib.data import load_images
 
-    folders = [Path(folders)] if isinstance(folders, str | Path) else [Path(f) for f in folders]
+    folders = as_paths(folders)
     for folder in folders:
         if not folder.is_dir():
             raise UserError(f"{folder}: no such image folder")

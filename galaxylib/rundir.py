@@ -398,7 +398,7 @@ class RunDir:
 
     def clear(self) -> None:
         """Forget a previous run here (--retrain): its checkpoints, history, scores and predictions."""
-        for name in (LAST, LAST_PREV, BEST, METRICS, HISTORY, VAL_PREDICTIONS):
+        for name in (LAST, LAST_PREV, BEST, METRICS, HISTORY, VAL_PREDICTIONS, VAL_PREDICTIONS_1VIEW):
             self.file(name).unlink(missing_ok=True)
             checksum_file(self.file(name)).unlink(missing_ok=True)
 
@@ -427,31 +427,31 @@ class RunDir:
         import torch
 
         path = self.file(name)
-        digest = {}
 
         def keep_previous() -> None:
             if name == LAST and path.exists():
-                os.replace(path, self.file(LAST_PREV))
-                if checksum_file(path).exists():
-                    os.replace(checksum_file(path), checksum_file(self.file(LAST_PREV)))
-                else:
-                    checksum_file(self.file(LAST_PREV)).unlink(missing_ok=True)
+                self._move_checkpoint(LAST, LAST_PREV)
             else:
                 checksum_file(path).unlink(missing_ok=True)  # never a checksum of the old file next to the new one
 
         with atomic_path(path, before_replace=keep_previous) as tmp:
             torch.save(state, tmp)
-            digest["sha256"] = sha256_of(tmp)
-        atomic_write_text(checksum_file(path), f"{digest['sha256']}  {name}\n")
+            sha = sha256_of(tmp)
+        atomic_write_text(checksum_file(path), f"{sha}  {name}\n")
 
     def promote_previous(self) -> None:
         """Make last.prev.pt the last checkpoint again (after last.pt was found damaged or missing)."""
-        prev, last = self.file(LAST_PREV), self.file(LAST)
-        if checksum_file(prev).exists():
-            os.replace(checksum_file(prev), checksum_file(last))
+        self._move_checkpoint(LAST_PREV, LAST)
+
+    def _move_checkpoint(self, src: str, dst: str) -> None:
+        """Move a checkpoint over another with its checksum: the checksum first, so that a crash in between never
+        leaves a checkpoint beside the checksum of another file (a checkpoint without one is checked by loading)."""
+        source, target = self.file(src), self.file(dst)
+        if checksum_file(source).exists():
+            os.replace(checksum_file(source), checksum_file(target))
         else:
-            checksum_file(last).unlink(missing_ok=True)
-        os.replace(prev, last)
+            checksum_file(target).unlink(missing_ok=True)
+        os.replace(source, target)
 
     def write_metrics(self, metrics: dict) -> None:
         atomic_write_text(self.file(METRICS), json.dumps(metrics, indent=2) + "\n")

@@ -257,7 +257,7 @@ class Trainer:
         store = DeviceData(cache, data.labels, self.device, images_on=cfg.images_on)
         return Prepared(data, train_idx, val_idx, store, gdata.data_source(cfg.data_dirs))
 
-    def build(self, prep: Prepared | None = None) -> Built:
+    def build(self) -> Built:
         """The model (pretrained weights from disk when the config says so), DDP / compile, and Adam."""
         cfg = self.cfg
         model = build_model(cfg.model, img_size=cfg.img_size, pretrained=cfg.pretrained,
@@ -338,7 +338,8 @@ class Trainer:
             out = list(predict_batches(built.model, store.stream(batches), tta=tta, **geometry))
             return np.concatenate(out) if out else np.zeros((0, tree.NUM_OUTPUTS))
 
-        preds, one_view = predicted(cfg.tta), predicted(1)
+        preds = predicted(cfg.tta)
+        one_view = preds if cfg.tta == 1 else predicted(1)  # the same pass: run it once
         labels = prep.data.labels
         truth = labels[prep.val_idx]
         mean_pred = np.broadcast_to(mean_predictor(labels[prep.train_idx]), truth.shape)
