@@ -13,7 +13,6 @@ anything made from their pixels) must not enter the repository; numbers are fine
 from __future__ import annotations
 
 import datetime
-import hashlib
 import subprocess
 import time
 from collections.abc import Sequence
@@ -23,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxylib import rundir, tree
+from galaxylib import layout, rundir, tree
 from galaxylib.errors import UserError
-from galaxylib.experiments import EXPERIMENTS, resolve
+from galaxylib.experiments import get_experiment, resolve
 
 SAMPLE_RESULTS = Path(__file__).resolve().parents[1] / "results" / "sample"  # what `make sample` commits
 HOLDOUT_PREDICTIONS = "holdout_predictions.csv"
@@ -64,10 +63,6 @@ def _mean_predictors(run_dirs: dict[str, list[Path]], labels: pd.DataFrame) -> d
 
     return {e: [mean_predictor(labels.loc[sorted(rundir.RunDir(d).ids_in("train"))].to_numpy()) for d in dirs]
             for e, dirs in run_dirs.items()}  # fmt: skip
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def _git_commit() -> str:
@@ -114,8 +109,7 @@ def run_study(name: str, experiments: Sequence[str], *, data_dirs: Sequence[str 
         if not d.is_dir():
             raise UserError(f"{d}: no such data folder")
     for e in experiments:
-        if e not in EXPERIMENTS:
-            raise UserError(f"unknown experiment {e!r}; choose from: {', '.join(EXPERIMENTS)}")
+        get_experiment(e)  # every name checked before anything trains
     root = Path(results_dir).expanduser().resolve() / name
     tables_dir, runs_dir = root / "tables", root / "runs"
     run_dirs: dict[str, list[Path]] = {}
@@ -145,12 +139,12 @@ def run_study(name: str, experiments: Sequence[str], *, data_dirs: Sequence[str 
                         "consistency-weighted labels)."),
     }  # fmt: skip
     held = None
+    data = gdata.load_folders(dirs, progress=False, verify_images=False)  # training has checked the images
+    dev = select_device(device)
     if holdout:
-        data = gdata.load_folders(dirs, progress=False)
         held = gdata.holdout_split(data, holdout)[1]
-        dev = str(select_device(device))
         for d in (d for ds in run_dirs.values() for d in ds):
-            _predict_holdout(d, held, dev, progress)
+            _predict_holdout(d, held, str(dev), progress)
         views = {report.TTA: HOLDOUT_PREDICTIONS, report.ONE_VIEW: HOLDOUT_PREDICTIONS_1VIEW}
         held_evidence = report.collect_evidence(run_dirs, dirs, views=views)
         labels = gdata.read_labels(dirs)
@@ -172,30 +166,20 @@ def run_study(name: str, experiments: Sequence[str], *, data_dirs: Sequence[str 
     if held is not None:
         pd.DataFrame({tree.ID_COLUMN: held.ids}).to_csv(tables_dir / HOLDOUT_IDS, index=False)
     seconds = time.perf_counter() - start
-    _write_manifest(root / RESULTS_MD, name=name, command=command, dirs=dirs, data_dirs=data_dirs, profile=profile,
-                    configs=configs, evidence=evidence, holdout=holdout, tables=list(tables),
-                    device=device_name(select_device(device)), seconds=seconds, line=line, caveat=caveat)  # fmt: skip
+    _write_manifest(root / RESULTS_MD, name=name, command=command, dirs=dirs, data=data, data_dirs=data_dirs,
+                    profile=profile, configs=configs, evidence=evidence, holdout=holdout, tables=list(tables),
+                    device=device_name(dev), seconds=seconds, line=line, caveat=caveat)  # fmt: skip
     return Study(root, {k: v[0] for k, v in tables.items()}, seconds)
 
 
-def read_tables(root: str | Path = SAMPLE_RESULTS, names: Sequence[str] | None = None) -> dict[str, str]:
-    """The captioned Markdown tables a study wrote (default: the committed results/sample/), by name, in the order
-    of `names` (default: all, sorted); {} when there are none."""
-    folder = Path(root) / "tables"
-    paths = sorted(folder.glob("*.md")) if names is None else [folder / f"{n}.md" for n in names]
-    return {p.stem: p.read_text() for p in paths if p.is_file()}
-
-
-def _write_manifest(path: Path, *, name: str, command: str, dirs: list[Path], data_dirs: Sequence, profile: str,
-                    configs: dict, evidence, holdout: int, tables: list[str], device: str, seconds: float,
-                    line: str, caveat: str) -> None:  # fmt: skip
-    """RESULTS.md: how to make these tables again and what they were made from."""
-    from galaxylib import data as gdata
+def _write_manifest(path: Path, *, name: str, command: str, dirs: list[Path], data, data_dirs: Sequence,
+                    profile: str, configs: dict, evidence, holdout: int, tables: list[str], device: str,
+                    seconds: float, line: str, caveat: str) -> None:  # fmt: skip
+    """RESULTS.md: how to make these tables again and what they were made from (`data`: the loaded folders)."""
     from galaxylib.fileio import atomic_write_text
 
-    data = gdata.load_folders(dirs, progress=False, verify_images=False)
     full = int((~np.isnan(data.labels).any(1)).sum())
-    label_files = [f for d in dirs for f in sorted(d.glob("training_solutions_rev1*.csv"))]
+    label_files = [f for d in dirs for f in sorted(d.glob(layout.LABELS_GLOB))]
     rows = []
     for e, r in evidence.rows.items():
         cfg = configs[e]
@@ -214,7 +198,7 @@ Command (from the repository root):
 ```
 
 - Data: {', '.join(str(d) for d in data_dirs)}: {len(data)} labelled galaxies, {full} of them with all 37 columns
-  (label files: {', '.join(f"{f.name} sha256 {_sha256(f)}" for f in label_files)}).
+  (label files: {', '.join(f"{f.name} sha256 {rundir.sha256_of(f)[:16]}" for f in label_files)}).
 - Held out: {holdout} fully labelled galaxies{f" (GalaxyIDs in tables/{HOLDOUT_IDS})" if holdout else ""}, never
   trained, validated or selected on; scored once by each run's final model.
 - Profile: {profile}; machine: {device}. This call took {seconds / 60:.1f} min (runs already finished are reused,
