@@ -97,6 +97,16 @@ def _listed(problems: list[str], head: str) -> UserError:
     return UserError("\n".join([head, *(f"  {line}" for line in lines)]))
 
 
+def _in_id_order(found: dict[str, Path], problems: list[str], source: str) -> Inputs:
+    """The images found, sorted by ID (numerically when every ID is a whole number); refused, listed, when two
+    files share an ID."""
+    if problems:
+        raise _listed(problems, f"{len(problems)} images share an ID with another image:")
+    ids = list(found)
+    ids.sort(key=int if all(_WHOLE_NUMBER.fullmatch(i) for i in ids) else None)
+    return Inputs(ids, [found[i] for i in ids], source)
+
+
 def from_folders(folders: Sequence[Path]) -> Inputs:
     """Every image in the folders, its ID from its file name (see the module docstring).
 
@@ -120,12 +130,7 @@ def from_folders(folders: Sequence[Path]) -> Inputs:
                     problems.append(f"{e.path}: ID {stem!r} also names {found[stem]}")
                     continue
                 found[stem] = Path(e.path)
-    if problems:
-        raise _listed(problems, f"{len(problems)} images share an ID with another image:")
-    ids = list(found)
-    kaggle = all(_WHOLE_NUMBER.fullmatch(i) for i in ids)
-    ids.sort(key=int if kaggle else None)
-    return Inputs(ids, [found[i] for i in ids], "folders " + ", ".join(map(str, folders)))
+    return _in_id_order(found, problems, "folders " + ", ".join(map(str, folders)))
 
 
 def from_paths(paths: Sequence[Path]) -> Inputs:
@@ -142,11 +147,7 @@ def from_paths(paths: Sequence[Path]) -> Inputs:
         if path.stem in found:
             problems.append(f"{path}: ID {path.stem!r} also names {found[path.stem]}")
         found.setdefault(path.stem, path)
-    if problems:
-        raise _listed(problems, f"{len(problems)} images share an ID with another image:")
-    ids = list(found)
-    ids.sort(key=int if all(_WHOLE_NUMBER.fullmatch(i) for i in ids) else None)
-    return Inputs(ids, [found[i] for i in ids], f"{len(ids)} image files")
+    return _in_id_order(found, problems, f"{len(found)} image files")
 
 
 def from_catalog(path: Path) -> Inputs:

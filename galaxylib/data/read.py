@@ -288,13 +288,13 @@ def _scan_labelled(path: Path, tol: float, verify_images: bool, progress: bool) 
     nothing.source = labels_file
     parsed = _read_label_file(labels_file, problems)
     if parsed is None:  # every image would also be reported as unlabelled: the file's problem says it all
-        return _Scan(folder, labels_file, np.zeros(0, np.int64), [], np.zeros((0, _NUM)), problems)
+        return nothing
     ids, values = parsed
     image_dir = folder / layout.TRAIN_IMAGES_DIR
     if not image_dir.is_dir():
         if not _has_jpgs(folder):
             problems.append(Problem(folder, f"no {layout.TRAIN_IMAGES_DIR}/ folder of <GalaxyID>.jpg images"))
-            return _Scan(folder, labels_file, np.zeros(0, np.int64), [], np.zeros((0, _NUM)), problems)
+            return nothing
         image_dir = folder  # images directly next to the label file
     images = _list_images(image_dir, problems)
     has_image = np.fromiter((gid in images for gid in ids.tolist()), dtype=bool, count=len(ids))
@@ -306,7 +306,7 @@ def _scan_labelled(path: Path, tol: float, verify_images: bool, progress: bool) 
     ids, values = ids[has_image], values[has_image]
     paths = [images[gid] for gid in ids.tolist()]
     if verify_images:
-        problems += _check_images(ids, paths, progress=progress)
+        problems += image_problems(paths, ids=ids, progress=progress)
     problems += _tree_problems(labels_file, ids, values, tol)
     return _Scan(folder, labels_file, ids, paths, values, problems)
 
@@ -332,7 +332,7 @@ def _scan_unlabelled(path: Path, verify_images: bool, progress: bool) -> _Scan:
     ids = np.array(sorted(images), dtype=np.int64)
     paths = [images[gid] for gid in ids.tolist()]
     if verify_images:
-        problems += _check_images(ids, paths, progress=progress)
+        problems += image_problems(paths, ids=ids, progress=progress)
     return _Scan(path, image_dir, ids, paths, None, problems)
 
 
@@ -374,21 +374,17 @@ def _check_chunk(task: tuple[list[str], bool, bool]) -> list[tuple[int, str]]:
     return [(i, why) for i, p in enumerate(paths) if (why := _image_problem(p, decode, kaggle_frame)) is not None]
 
 
-def image_problems(paths: list[Path], *, decode: bool = True, kaggle_frame: bool = True, workers: int | None = None,
+def image_problems(paths: list[Path], *, ids: np.ndarray | None = None, decode: bool = True,
+                   kaggle_frame: bool = True, workers: int | None = None,
                    progress: bool = True) -> list[Problem]:  # fmt: skip
-    """Every unusable image among `paths` (see `_image_problem`), checked in parallel; [] when all are fine."""
+    """Every unusable image among `paths` (see `_image_problem`), checked in parallel; [] when all are fine.
+    With `ids` (one GalaxyID per path) each problem names its galaxy too."""
     workers, spans = plan_chunks(len(paths), workers)
     tasks = [([str(p) for p in paths[a:b]], decode, kaggle_frame) for a, b in spans]
     sizes = [b - a for a, b in spans]
     results = run_chunks(_check_chunk, tasks, sizes, workers, "checking images", progress)
-    return [Problem(paths[a + i], why) for (a, _), bad in zip(spans, results, strict=True) for i, why in bad]
-
-
-def _check_images(ids: np.ndarray, paths: list[Path], workers: int | None = None,
-                  progress: bool = True) -> list[Problem]:  # fmt: skip
-    index = {p: i for i, p in enumerate(paths)}
-    return [Problem(p.file, p.what, galaxy_id=int(ids[index[p.file]]))
-            for p in image_problems(paths, workers=workers, progress=progress)]  # fmt: skip
+    return [Problem(paths[a + i], why, galaxy_id=None if ids is None else int(ids[a + i]))
+            for (a, _), bad in zip(spans, results, strict=True) for i, why in bad]  # fmt: skip
 
 
 

@@ -75,6 +75,11 @@ def _stack(preds: np.ndarray | Runs, truth: np.ndarray, name: str) -> tuple[np.n
     return np.stack(sses, axis=1), count
 
 
+def _mean_seed_rmse(sse: np.ndarray, count: np.ndarray) -> float:
+    """The point estimate: each seed's RMSE over every galaxy, averaged over the seeds."""
+    return float(np.mean(np.sqrt(sse.sum(0) / count.sum())))
+
+
 def _rmse_per_seed(weights: np.ndarray, sse: np.ndarray, count: np.ndarray) -> np.ndarray:
     """(B, S) RMSE of each seed in each of B resamples: (B, N) weights, (N, S) sse, (N,) count."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -125,7 +130,7 @@ def bootstrap_rmse(pred: np.ndarray | Runs, truth: np.ndarray, n_boot: int = N_B
     t = np.asarray(truth, np.float64)
     sse, count = _stack(pred, t, "pred")
     n, s = sse.shape
-    estimate = float(np.mean(np.sqrt(sse.sum(0) / count.sum())))
+    estimate = _mean_seed_rmse(sse, count)
     rng = np.random.default_rng(seed)
     draws = np.empty(n_boot)
     for start in range(0, n_boot, chunk):
@@ -208,8 +213,7 @@ def paired_difference(preds_a: np.ndarray | Runs, preds_b: np.ndarray | Runs, tr
     paired_seeds = sa == sb if paired_seeds is None else paired_seeds
     if paired_seeds and sa != sb:
         raise ValueError(f"paired seeds need as many seeds on both sides, got {sa} and {sb}")
-    rmse_a = float(np.mean(np.sqrt(sse_a.sum(0) / count.sum())))
-    rmse_b = float(np.mean(np.sqrt(sse_b.sum(0) / count.sum())))
+    rmse_a, rmse_b = _mean_seed_rmse(sse_a, count), _mean_seed_rmse(sse_b, count)
     rng = np.random.default_rng(seed)
     draws = np.empty(n_boot)
     for start in range(0, n_boot, chunk):
