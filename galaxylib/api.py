@@ -115,15 +115,12 @@ def predict(run: Run | str | Path, images: str | Path | list[str | Path], *, tta
         by ID. For millions of images write to a file instead (`python -m galaxylib predict`: streamed,
         resumable).
     """
-    from galaxylib import tree
     from galaxylib.data.inputs import from_folders, from_paths
-    from galaxylib.prediction import predict_files
+    from galaxylib.prediction import predict_files, prediction_frame
 
     run = run if isinstance(run, Run) else load_run(run)
     paths = [Path(images)] if isinstance(images, str | Path) else [Path(p) for p in images]
     inputs = from_paths(paths) if all(p.is_file() for p in paths) else from_folders(paths)
     preds = predict_files(run.model, run.config, inputs.paths, tta=tta or run.config.tta, device=device,
                           progress=progress)
-    df = pd.DataFrame(preds, columns=list(tree.COLUMNS))
-    df.insert(0, inputs.id_column, inputs.galaxy_ids() if inputs.kaggle else inputs.ids)
-    return df
+    return prediction_frame(inputs, preds)

@@ -129,6 +129,23 @@ def submission_frame(galaxy_ids: Iterable[int], preds: np.ndarray) -> pd.DataFra
     return df
 
 
+def prediction_frame(inputs, preds: np.ndarray, start: int = 0) -> pd.DataFrame:
+    """The predictions for `inputs`' images start.. as a table: GalaxyID (int64) + the 37 columns for Kaggle IDs
+    (`submission_frame`), else id_str + the 37 columns.
+
+    Args:
+        inputs: a galaxylib.data.inputs.Inputs.
+        preds: (N, 37) predictions for its images start .. start + N.
+        start: the first image's index.
+    """
+    ids = inputs.ids[start : start + len(preds)]
+    if inputs.kaggle:
+        return submission_frame([int(i) for i in ids], preds)
+    df = pd.DataFrame(np.asarray(preds, np.float64), columns=list(tree.COLUMNS))
+    df.insert(0, inputs.id_column, ids)
+    return df
+
+
 def refuse_non_finite(ids, preds: np.ndarray, path: str | Path) -> None:
     """A UserError naming the first non-finite prediction (the CSV would show it as 'nan' or an empty cell).
 

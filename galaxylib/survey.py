@@ -48,7 +48,13 @@ from galaxylib.device import amp_dtype, select_device
 from galaxylib.distributed import Dist
 from galaxylib.errors import UserError
 from galaxylib.fileio import atomic_write_text, replace_checked
-from galaxylib.prediction import PREDICT_BATCH, check_submission, predict_batches, refuse_non_finite, submission_frame
+from galaxylib.prediction import (
+    PREDICT_BATCH,
+    check_submission,
+    predict_batches,
+    prediction_frame,
+    refuse_non_finite,
+)
 
 CHUNK = 4096  # images per progress record (rounded up to whole batches): a kill loses at most this many
 RECORD_VERSION = 1
@@ -88,14 +94,8 @@ def weights_hash(model: torch.nn.Module) -> str:
 
 def _rows(inputs: Inputs, start: int, preds: np.ndarray, out: Path) -> bytes:
     """CSV rows (no header) for the images start.. : the same bytes as prediction.write_submission writes."""
-    ids = inputs.ids[start : start + len(preds)]
-    refuse_non_finite(ids, preds, out)
-    if inputs.kaggle:
-        df = submission_frame([int(i) for i in ids], preds)
-    else:
-        df = pd.DataFrame(np.asarray(preds, np.float64), columns=list(tree.COLUMNS))
-        df.insert(0, inputs.id_column, ids)
-    return df.to_csv(header=False, index=False, float_format="%.6f").encode()
+    refuse_non_finite(inputs.ids[start : start + len(preds)], preds, out)
+    return prediction_frame(inputs, preds, start).to_csv(header=False, index=False, float_format="%.6f").encode()
 
 
 def _header(inputs: Inputs) -> bytes:

@@ -151,8 +151,6 @@ def create_backbone(spec: ModelSpec, *, num_classes: int, pretrained: bool = Fal
         if weights_file is None:
             raise PretrainedWeightsMissing(missing_weights_message(spec))
     kwargs = {**dict(spec.timm_kwargs), **kwargs, "num_classes": num_classes}
-    if spec.stochastic_depth:
-        kwargs["drop_path_rate"] = spec.stochastic_depth
     if weights_file is None:
         model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
         if spec.torchvision_init:
@@ -167,7 +165,7 @@ def create_backbone(spec: ModelSpec, *, num_classes: int, pretrained: bool = Fal
             first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             raise UserError(f"cannot load weights file {weights_file} into '{spec.name}' (timm "
                             f"{spec.timm_name}): {first_line}") from err  # fmt: skip
-    if spec.stochastic_depth:
+    if spec.stochastic_depth:  # torchvision's exact per-block rates (timm's drop_path_rate rounds in float32)
         set_stochastic_depth_(model, spec.stochastic_depth)
     return model, weights_file
 
