@@ -376,14 +376,13 @@ class CamRows:
 
 
 def explain(models: dict[str, nn.Module], examples: Examples | dict[str, Examples],
-            answers_per_galaxy: int = 2, layers: dict[str, str] | None = None, upsample_vits: bool = True,
-            **cam_kwargs) -> CamRows:
+            answers_per_galaxy: int = 2, upsample_vits: bool = True, **cam_kwargs) -> CamRows:
     """AblationCAM maps of every model for the same galaxies and the same answers.
 
     `examples` holds the galaxies as each model sees them: one `Examples` for all, or one per model (same
     galaxies, e.g. at 32 px for a CNN and 28 px for DINOv2). The answers are those the models predict most
     strongly on average among SHAPE_ANSWERS, so the explained scores are non-trivial and shared by all models.
-    layers: model label -> layer name; None (or a model left out): `choose_cam_layer` at the model's input size.
+    Each model's layer is `choose_cam_layer` at its input size.
     upsample_vits: a ViT whose patch grid is coarser than MIN_CAM_CELLS at its trained size (DINOv2 at 28 px:
         2x2) is explained on its input upsampled to MIN_CAM_CELLS patches a side (`vit_at_input_size`), and
         the layer's label says so; False: shown at its own size, labelled "too coarse".
@@ -400,15 +399,7 @@ def explain(models: dict[str, nn.Module], examples: Examples | dict[str, Example
         with torch.no_grad():
             return model(per_model[name].inputs.to(next(model.parameters()).device)).float().cpu().numpy()
 
-    def layer_of(name: str) -> CamLayer:
-        size = int(per_model[name].inputs.shape[-1])
-        if layers and name in layers:
-            grid = cam_grid_size(models[name], size, layers[name])
-            return CamLayer(layers[name], grid, registry_layer=layers[name] == models[name].cam_layer,
-                            resolved=min(grid) >= MIN_CAM_CELLS)  # fmt: skip
-        return choose_cam_layer(models[name], size)
-
-    chosen_layers = {name: layer_of(name) for name in models}
+    chosen_layers = {name: choose_cam_layer(models[name], int(per_model[name].inputs.shape[-1])) for name in models}
     cam_models, cam_inputs = dict(models), {name: per_model[name].inputs for name in models}
     for name, layer in chosen_layers.items():
         if not layer.resolved and upsample_vits and getattr(models[name], "is_vit", False):
