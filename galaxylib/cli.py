@@ -53,6 +53,10 @@ def device(text: str) -> str:
     raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", type=device, help="auto | cpu | cuda | cuda:N")
+
+
 class UsageError(UserError):
     """A bad command line (unknown option, missing or out-of-range value): one line, exit status 2."""
 
@@ -106,7 +110,7 @@ def _add_train(sub) -> None:
                         "split stays the paper's whatever the seed")
     p.add_argument("--holdout", type=non_negative_int, metavar="N",
                    help="set N fully labelled galaxies aside (a fixed seeded choice), never trained or validated on")
-    p.add_argument("--device", default="auto", type=device, help="auto | cpu | cuda | cuda:N")
+    _add_device(p)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "tf32", "bf16"],
                    help="auto: bf16 on CUDA, fp32 on the CPU; fp32: PyTorch's default arithmetic, the paper's; "
                    "tf32: fp32 with TF32 matrix products on CUDA")
@@ -157,7 +161,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--split", choices=["all", "val", "train"], default="all",
                    help="only the run's validation (or training) galaxies among the images")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    p.add_argument("--device", default="auto", type=device, help="auto | cpu | cuda | cuda:N")
+    _add_device(p)
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--resize", action="store_true",
                    help="resize images that are not 424x424 (centre square, then 424 px) instead of refusing them")
@@ -181,7 +185,7 @@ def _add_reproduce(sub) -> None:
                    help="smoke (seconds) | quick (a CPU in minutes, the default) | paper (the paper's settings)")
     p.add_argument("--data-dir", nargs="+", type=Path, dest="data_dirs", default=None,
                    help="Kaggle-layout folders (default: synthetic data, made once; paper needs them)")
-    p.add_argument("--device", default="auto", type=device, help="auto | cpu | cuda | cuda:N")
+    _add_device(p)
     p.add_argument("--retrain", action="store_true", help="train every run again instead of reusing it")
     p.add_argument("--results-dir", type=Path, default=None,
                    help="default: results/ of the clone galaxylib runs from, else ./results")
@@ -207,7 +211,7 @@ def _add_study(sub) -> None:
                    help="set N fully labelled galaxies aside (a fixed seeded choice); score the final models on them")
     p.add_argument("--seeds", type=positive_int, metavar="N", help="seeds 1..N of every row (default: the profile's)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results")
-    p.add_argument("--device", default="auto", type=device, help="auto | cpu | cuda | cuda:N")
+    _add_device(p)
     p.add_argument("--retrain", action="store_true", help="train every run again instead of reusing it")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func="run_study")

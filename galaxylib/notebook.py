@@ -11,6 +11,7 @@ from, or ./results of the current folder for an installed package.
 
 from __future__ import annotations
 
+import argparse
 import warnings
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pathlib import Path
 # notebooks anyway (they show only in terminals), so the warning would be the first output of every notebook
 warnings.filterwarnings("ignore", message="IProgress not found")
 
+from galaxylib import cli  # noqa: E402
 from galaxylib.errors import UserError  # noqa: E402
 from galaxylib.experiments import get_profile  # noqa: E402
 from galaxylib.reproduce import Outputs, ensure_data, outputs  # noqa: E402
@@ -46,8 +48,10 @@ def start(profile: str = "quick", data_dirs: str | Path | list | None = None, re
         (data folders, output folders).
     """
     get_profile(profile)
-    if not (device in ("auto", "cpu", "cuda") or str(device).startswith("cuda:")):
-        raise UserError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    try:
+        cli.device(str(device))  # the command line's check (torch-free): the same names as --device accepts
+    except argparse.ArgumentTypeError as err:
+        raise UserError(f"device {err}") from None
     quiet_known_warnings()
     import pandas as pd
 

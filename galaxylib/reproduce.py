@@ -311,8 +311,8 @@ def _kernel_manager_class():
 
         @property
         def kernel_spec(self) -> KernelSpec:
-            # --log-level=ERROR: the kernel's own log would warn, once per notebook, that it talks to papermill
-            # over unencrypted TCP; both ends are this process's children on 127.0.0.1
+            # --log-level=ERROR: the kernel's own log lines (it logs to the terminal, not the notebook) stay out of
+            # the pipeline's output
             return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
                                     "--log-level=ERROR"],
                               display_name="Python 3 (galaxylib)", language="python", resource_dir="")
@@ -448,14 +448,14 @@ def run_notebooks(names: Sequence[str] = NOTEBOOKS, *, profile: str = "quick",
     if unknown:
         raise UserError(f"no notebook {unknown[0]!r} in {notebooks_dir}; choose from: "
                         + ", ".join(p.stem for p in sorted(notebooks_dir.glob("[0-9]*.ipynb"))))
+    if seeds is not None and int(seeds) < 1:  # before any data is made or folder written
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
     stream = stream or sys.stdout
     dirs = ensure_data(profile, data_dirs)
     if not random_init_allowed(profile, allow_random_init) and set(names) - set(BASELINE_NOTEBOOKS):
         check_pretrained_weights([e for e in FOUNDATION if EXPERIMENTS[e].pretrained], profile)
-    results = Path(results_dir if results_dir is not None else default_results_dir()).expanduser().resolve()
-    out = outputs(results, profile)
-    if seeds is not None and int(seeds) < 1:
-        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    out = outputs(results_dir, profile)
+    results = out.root.parent
     parameters = dict(profile=profile, data_dirs=[str(d) for d in dirs], device=device, retrain=bool(retrain),
                       results_dir=str(results), allow_random_init=allow_random_init, seeds=seeds)  # fmt: skip
     scrub = machine_paths(results)
